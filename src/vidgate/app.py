@@ -1,0 +1,44 @@
+"""create_app(settings) -> FastAPI: the whole HTTP surface of the gateway."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from vidgate import __version__
+from vidgate.api.errors import install_error_handlers
+from vidgate.api.request_context import RequestContextMiddleware
+from vidgate.api.routers import account, health, keys
+from vidgate.gateway import Gateway
+from vidgate.settings import Settings
+
+
+def create_app(settings: Settings | None = None, *, gateway: Gateway | None = None) -> FastAPI:
+    settings = settings or (gateway.settings if gateway else Settings())
+    owned = gateway is None
+    gateway = gateway or Gateway.build(settings)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        if owned:
+            await gateway.close()
+
+    app = FastAPI(
+        title="vidgate",
+        version=__version__,
+        description="Self-hostable, API Mall-compatible video generation gateway.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = gateway
+    install_error_handlers(app)
+    for router in (health.router, account.router, keys.router):
+        app.include_router(router)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        allowed_hosts=settings.allowed_hosts,
+    )
+    return app

@@ -1,0 +1,235 @@
+"""Server and admin commands: serve, migrate, keys, credits. No running server needed."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import select
+
+from vidgate.billing import service as billing
+from vidgate.db import migrate as migrations
+from vidgate.db.engine import Database, open_database
+from vidgate.db.models import Account
+from vidgate.db.types import iso_ms
+from vidgate.errors import VidgateError
+from vidgate.keys import service as keys
+from vidgate.settings import Settings
+
+T = TypeVar("T")
+err = Console(stderr=True)
+out = Console()
+
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="Data directory (default: $VIDGATE_DATA_DIR or ./.vidgate)"),
+]
+
+
+def load_settings(data_dir: Path | None = None) -> Settings:
+    settings = Settings()
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    settings.ensure_data_dir()
+    return settings
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def run_with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
+    """Run one admin operation against the migrated database and close it."""
+    migrations.upgrade(settings.resolved_database_url)
+
+    async def runner() -> T:
+        db = open_database(settings.resolved_database_url)
+        try:
+            return await work(db)
+        finally:
+            await db.dispose()
+
+    try:
+        return asyncio.run(runner())
+    except VidgateError as error:
+        raise fail(error.message) from None
+
+
+async def ensure_first_key(db: Database, *, credits: int) -> str | None:
+    """On an empty database, create the first account and key; return the plaintext key."""
+    async with db.write() as session:
+        if await session.scalar(select(Account.id).limit(1)) is not None:
+            return None
+        account = await billing.create_account(session, name="default", credits=credits)
+        _key, plaintext = await keys.create_key(session, account_id=account.id, title="default")
+        return plaintext
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(serve)
+    app.command()(migrate)
+    keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+    keys_app.command("create")(keys_create)
+    keys_app.command("list")(keys_list)
+    keys_app.command("revoke")(keys_revoke)
+    app.add_typer(keys_app, name="keys")
+    credits_app = typer.Typer(help="Grant and inspect account credits.", no_args_is_help=True)
+    credits_app.command("grant")(credits_grant)
+    credits_app.command("show")(credits_show)
+    app.add_typer(credits_app, name="credits")
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    data_dir: DataDirOption = None,
+    worker: Annotated[bool, typer.Option(help="Run the task worker in this process")] = True,
+) -> None:
+    """Run the gateway (API and, by default, the in-process worker)."""
+    import uvicorn
+
+    from vidgate.app import create_app
+    from vidgate.logs import configure_logging
+
+    settings = load_settings(data_dir)
+    settings = settings.model_copy(update={"worker_enabled": worker and settings.worker_enabled})
+    configure_logging(settings.log_level)
+    if settings.is_sqlite:
+        migrations.upgrade(settings.resolved_database_url)
+        first_key = run_with_db(
+            settings, lambda db: ensure_first_key(db, credits=settings.initial_credits)
+        )
+        if first_key:
+            out.print(
+                "\n[bold green]vidgate: created the first account with "
+                f"{settings.initial_credits} credits. Its API key (shown once):[/]\n"
+                f"\n    {first_key}\n"
+                "\nMore keys: `vidgate keys create --title NAME`.\n",
+                highlight=False,
+            )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+def migrate(data_dir: DataDirOption = None) -> None:
+    """Apply database migrations up to the latest."""
+    settings = load_settings(data_dir)
+    migrations.upgrade(settings.resolved_database_url)
+    out.print("database is up to date")
+
+
+def keys_create(
+    title: Annotated[str, typer.Option("--title", help="A name for the key")],
+    account: Annotated[
+        int | None, typer.Option("--account", help="Account id (default: a new account)")
+    ] = None,
+    credits: Annotated[
+        int, typer.Option("--credits", min=0, help="Credits to grant to the account")
+    ] = 0,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Create an API key; prints the plaintext key alone on the last line."""
+    settings = load_settings(data_dir)
+
+    async def work(db: Database) -> tuple[int, int, str]:
+        async with db.write() as session:
+            if account is None:
+                account_id = (await billing.create_account(session, name=title)).id
+            else:
+                account_id = (await billing.get_account(session, account)).id
+            if credits:
+                await billing.grant(
+                    session, account_id=account_id, amount=credits, note="keys create"
+                )
+            key, plaintext = await keys.create_key(session, account_id=account_id, title=title)
+            return account_id, key.id, plaintext
+
+    account_id, key_id, plaintext = run_with_db(settings, work)
+    err.print(f"created key {key_id} for account {account_id} (shown once):")
+    print(plaintext)
+
+
+def keys_list(
+    account: Annotated[int | None, typer.Option("--account", help="Only this account")] = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """List API keys (previews only; plaintext keys are never stored)."""
+    settings = load_settings(data_dir)
+
+    async def work(db: Database) -> list[tuple[str, ...]]:
+        async with db.read() as session:
+            found = await keys.list_keys(session, account_id=account)
+        return [
+            (
+                str(k.id),
+                str(k.account_id),
+                k.title,
+                k.key_preview,
+                k.status,
+                iso_ms(k.created_at) or "",
+                iso_ms(k.last_used_at) or "never",
+            )
+            for k in found
+        ]
+
+    rows = run_with_db(settings, work)
+    table = Table("id", "account", "title", "preview", "status", "created", "last used")
+    for row in rows:
+        table.add_row(*row)
+    out.print(table)
+
+
+def keys_revoke(
+    key_id: Annotated[int, typer.Argument(help="Key id (see `vidgate keys list`)")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Revoke an API key; it is refused from its next request on."""
+    settings = load_settings(data_dir)
+
+    async def work(db: Database) -> str:
+        async with db.write() as session:
+            key = await keys.revoke_key(session, key_id=key_id)
+            return key.status
+
+    status = run_with_db(settings, work)
+    out.print(f"key {key_id}: {status}")
+
+
+def credits_grant(
+    amount: Annotated[int, typer.Argument(min=1, help="Credits to add")],
+    account: Annotated[int, typer.Option("--account", help="Account id")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Grant credits to an account."""
+    settings = load_settings(data_dir)
+
+    async def work(db: Database) -> int:
+        async with db.write() as session:
+            return await billing.grant(
+                session, account_id=account, amount=amount, note="credits grant"
+            )
+
+    balance = run_with_db(settings, work)
+    out.print(f"account {account}: balance {balance}")
+
+
+def credits_show(
+    account: Annotated[int, typer.Option("--account", help="Account id")],
+    data_dir: DataDirOption = None,
+) -> None:
+    """Show an account's balance and ledger total."""
+    settings = load_settings(data_dir)
+
+    async def work(db: Database) -> tuple[int, int]:
+        async with db.read() as session:
+            return await billing.balance(session, account), await billing.ledger_sum(
+                session, account
+            )
+
+    balance, ledger_total = run_with_db(settings, work)
+    out.print(f"account {account}: balance {balance} (ledger total {ledger_total})")

@@ -1,0 +1,109 @@
+"""One Settings object, read from the environment (prefix VIDGATE_) at assembly time only."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+
+def _split_csv(value: object) -> object:
+    # Lists come from the environment as "a,b,c"; an empty string means "none".
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="VIDGATE_", extra="ignore")
+
+    data_dir: Path = Path(".vidgate")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default: SQLite file in the data dir"
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000", description="Base URL clients use to reach this gateway"
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="Host headers accepted; empty accepts any"
+    )
+    secret_key: str | None = Field(
+        default=None, description="Signs result URLs; default: generated once in the data dir"
+    )
+    log_level: str = "INFO"
+
+    # HTTP edge
+    max_body_bytes: int = 1024 * 1024
+
+    # Per-key limits (a key's own settings override these)
+    rate_limit_per_second: float = 20.0
+    rate_limit_burst: int = 40
+    max_concurrent_jobs: int = 20
+
+    # Credits given to the account the first `serve` creates
+    initial_credits: int = 1000
+
+    # Worker
+    worker_enabled: bool = True
+    worker_concurrency: int = 4
+    worker_poll_interval_s: float = 0.5
+    worker_lease_s: float = 30.0
+    provider_poll_interval_s: float = 1.0
+
+    # Results
+    result_url_ttl_s: int = 24 * 3600
+
+    # Fetching user-supplied URLs
+    fetch_max_bytes: int = 20 * 1024 * 1024
+    fetch_timeout_s: float = 20.0
+    fetch_allowed_private_networks: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    # Model catalogue (TOML); default: the built-in one
+    catalogue_path: Path | None = None
+
+    # Opt-in failure injection in the sample provider (prompt markers), for client tests
+    sample_failure_injection: bool = False
+
+    _split = field_validator("allowed_hosts", "fetch_allowed_private_networks", mode="before")(
+        _split_csv
+    )
+
+    @field_validator("fetch_allowed_private_networks")
+    @classmethod
+    def _check_networks(cls, value: list[str]) -> list[str]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'vidgate.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.resolved_database_url.startswith("sqlite")
+
+    @property
+    def files_dir(self) -> Path:
+        return self.data_dir / "files"
+
+    def ensure_data_dir(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+
+    def resolved_secret_key(self) -> str:
+        """The configured secret, or one generated on first use and kept in the data dir."""
+        if self.secret_key:
+            return self.secret_key
+        self.ensure_data_dir()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_hex(32))
+        return path.read_text().strip()

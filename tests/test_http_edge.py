@@ -1,0 +1,277 @@
+"""The HTTP edge: envelopes, request ids and every error status, checked field by field."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+
+from support import Caller
+from vidgate.app import create_app
+from vidgate.gateway import Gateway
+from vidgate.settings import Settings
+
+REQUEST_ID = re.compile(r"^req_[0-9A-HJKMNP-TV-Z]{26}$")
+
+
+def assert_success(response: httpx.Response) -> dict:
+    body = response.json()
+    assert response.status_code == 200, body
+    assert set(body) == {"success", "data", "request_id"}
+    assert body["success"] is True
+    assert REQUEST_ID.match(body["request_id"])
+    assert response.headers["x-request-id"] == body["request_id"]
+    return body["data"]
+
+
+def assert_error(response: httpx.Response, status: int, code: str) -> str:
+    body = response.json()
+    assert response.status_code == status, body
+    assert response.headers["content-type"].startswith("application/json")
+    assert set(body) == {"success", "error", "request_id"}
+    assert body["success"] is False
+    assert set(body["error"]) == {"code", "message"}
+    assert body["error"]["code"] == code
+    assert isinstance(body["error"]["message"], str)
+    assert body["error"]["message"]
+    assert "Traceback" not in response.text
+    assert REQUEST_ID.match(body["request_id"])
+    assert response.headers["x-request-id"] == body["request_id"]
+    message: str = body["error"]["message"]
+    return message
+
+
+async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+    assert assert_success(await client.get("/healthz")) == {"status": "ok"}
+    assert assert_success(await client.get("/readyz")) == {"status": "ready", "database": "sqlite"}
+
+
+async def test_readyz_reports_unreachable_database(tmp_path) -> None:
+    broken = Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite+aiosqlite:///{tmp_path}/missing/dir/vidgate.db",
+        worker_enabled=False,
+    )
+    transport = httpx.ASGITransport(app=create_app(broken))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        message = assert_error(await http.get("/readyz"), 503, "service_unavailable")
+    assert "database" in message
+
+
+async def test_request_ids_are_unique(client: httpx.AsyncClient) -> None:
+    first = (await client.get("/healthz")).json()["request_id"]
+    second = (await client.get("/healthz")).json()["request_id"]
+    assert first != second
+
+
+async def test_balances(client: httpx.AsyncClient, caller: Caller) -> None:
+    data = assert_success(await client.get("/api/v1/account/balances", headers=caller.headers))
+    assert data == {"credits": 120, "api_credits": 120}
+
+
+@pytest.mark.parametrize(
+    ("headers", "fragment"),
+    [
+        ({}, "API key required"),
+        ({"Authorization": "Basic abc"}, "Bearer"),
+        ({"Authorization": "Bearer"}, "Bearer"),
+        ({"Authorization": "Bearer sk-" + "0" * 48}, "Invalid API key"),
+    ],
+)
+async def test_unauthorized(client: httpx.AsyncClient, headers: dict, fragment: str) -> None:
+    message = assert_error(
+        await client.get("/api/v1/account/balances", headers=headers), 401, "unauthorized"
+    )
+    assert fragment in message
+
+
+async def test_create_list_and_revoke_keys(client: httpx.AsyncClient, caller: Caller) -> None:
+    created = assert_success(
+        await client.post("/api/v1/keys", json={"title": "ci"}, headers=caller.headers)
+    )
+    assert set(created) == {"id", "title", "status", "created_at", "api_key"}
+    assert created["title"] == "ci"
+    assert created["status"] == "created"
+    assert re.match(r"^sk-[0-9a-f]{48}$", created["api_key"])
+    assert re.match(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$", created["created_at"])
+
+    listed = assert_success(await client.get("/api/v1/keys", headers=caller.headers))
+    by_id = {item["id"]: item for item in listed}
+    assert set(by_id) == {caller.key_id, created["id"]}
+    new_key = by_id[created["id"]]
+    assert new_key["key_preview"] == f"sk-{created['api_key'][3:7]}...{created['api_key'][-4:]}"
+    assert "api_key" not in new_key
+    assert created["api_key"] not in str(listed)
+    # The calling key has been used, so it is active; the new one is not yet.
+    assert by_id[caller.key_id]["status"] == "active"
+    assert by_id[caller.key_id]["last_used_at"] is not None
+    assert new_key["status"] == "created"
+
+    new_headers = {"Authorization": f"Bearer {created['api_key']}"}
+    assert assert_success(await client.get("/api/v1/account/balances", headers=new_headers))
+
+    revoked = assert_success(
+        await client.delete(f"/api/v1/keys/{created['id']}", headers=caller.headers)
+    )
+    assert revoked == {"id": created["id"], "status": "revoked"}
+    message = assert_error(
+        await client.get("/api/v1/account/balances", headers=new_headers), 401, "unauthorized"
+    )
+    assert message == "Invalid API key"
+    listed = assert_success(await client.get("/api/v1/keys", headers=caller.headers))
+    assert {item["id"]: item["status"] for item in listed}[created["id"]] == "revoked"
+
+
+async def test_key_cannot_revoke_itself(client: httpx.AsyncClient, caller: Caller) -> None:
+    message = assert_error(
+        await client.delete(f"/api/v1/keys/{caller.key_id}", headers=caller.headers),
+        400,
+        "invalid_request",
+    )
+    assert "itself" in message
+    assert_success(await client.get("/api/v1/account/balances", headers=caller.headers))
+
+
+async def test_revoke_unknown_or_foreign_key_is_404(
+    client: httpx.AsyncClient, gateway: Gateway, caller: Caller
+) -> None:
+    from support import make_caller
+
+    other = await make_caller(gateway.db, title="other")
+    for key_id in (other.key_id, 999_999):
+        assert_error(
+            await client.delete(f"/api/v1/keys/{key_id}", headers=caller.headers),
+            404,
+            "not_found",
+        )
+    assert_success(await client.get("/api/v1/account/balances", headers=other.headers))
+
+
+async def test_path_parameter_validation_names_the_field(
+    client: httpx.AsyncClient, caller: Caller
+) -> None:
+    message = assert_error(
+        await client.delete("/api/v1/keys/abc", headers=caller.headers), 400, "invalid_request"
+    )
+    assert "key_id" in message
+
+
+async def test_validation_errors_name_the_field(client: httpx.AsyncClient, caller: Caller) -> None:
+    message = assert_error(
+        await client.post("/api/v1/keys", json={}, headers=caller.headers), 400, "invalid_request"
+    )
+    assert message == "title: field required"
+    message = assert_error(
+        await client.post("/api/v1/keys", json={"title": 5}, headers=caller.headers),
+        400,
+        "invalid_request",
+    )
+    assert message.startswith("title:")
+
+
+async def test_malformed_json(client: httpx.AsyncClient, caller: Caller) -> None:
+    message = assert_error(
+        await client.post(
+            "/api/v1/keys",
+            content=b'{"title": ',
+            headers={**caller.headers, "Content-Type": "application/json"},
+        ),
+        400,
+        "invalid_request",
+    )
+    assert "malformed JSON" in message
+
+
+async def test_wrong_content_type(client: httpx.AsyncClient, caller: Caller) -> None:
+    message = assert_error(
+        await client.post(
+            "/api/v1/keys",
+            content=b"title=x",
+            headers={**caller.headers, "Content-Type": "application/x-www-form-urlencoded"},
+        ),
+        415,
+        "unsupported_media_type",
+    )
+    assert "application/json" in message
+
+
+async def test_oversized_body_by_content_length(gateway: Gateway, caller: Caller) -> None:
+    gateway.settings.max_body_bytes = 1000
+    transport = httpx.ASGITransport(app=create_app(gateway=gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        message = assert_error(
+            await http.post("/api/v1/keys", json={"title": "x" * 2000}, headers=caller.headers),
+            413,
+            "payload_too_large",
+        )
+    assert "1000 bytes" in message
+
+
+async def test_oversized_streamed_body(gateway: Gateway, caller: Caller) -> None:
+    gateway.settings.max_body_bytes = 1000
+
+    async def chunks():
+        for _ in range(20):
+            yield b" " * 100
+
+    transport = httpx.ASGITransport(app=create_app(gateway=gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.post(
+            "/api/v1/keys",
+            content=chunks(),
+            headers={**caller.headers, "Content-Type": "application/json"},
+        )
+    assert "1000 bytes" in assert_error(response, 413, "payload_too_large")
+
+
+async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
+    assert "/api/v1/nope" in assert_error(await client.get("/api/v1/nope"), 404, "not_found")
+    assert_error(await client.put("/healthz"), 405, "method_not_allowed")
+
+
+async def test_allowed_hosts(gateway: Gateway) -> None:
+    gateway.settings.allowed_hosts = ["api.example.test"]
+    transport = httpx.ASGITransport(app=create_app(gateway=gateway))
+    async with httpx.AsyncClient(transport=transport, base_url="http://evil.test") as http:
+        message = assert_error(await http.get("/healthz"), 403, "forbidden")
+        assert message == "request made on a non-gateway host"
+        good = await http.get("/healthz", headers={"Host": "api.example.test:8000"})
+        assert_success(good)
+
+
+async def test_unexpected_errors_are_500_without_details(gateway: Gateway) -> None:
+    app = create_app(gateway=gateway)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internal detail")
+
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get("/boom")
+    message = assert_error(response, 500, "internal_error")
+    assert "secret" not in response.text
+    assert message == "Internal server error"
+
+
+async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClient) -> None:
+    document = (await client.get("/openapi.json")).json()
+    paths = document["paths"]
+    expected = {
+        ("/healthz", "get"),
+        ("/readyz", "get"),
+        ("/api/v1/account/balances", "get"),
+        ("/api/v1/keys", "post"),
+        ("/api/v1/keys", "get"),
+        ("/api/v1/keys/{key_id}", "delete"),
+    }
+    listed = {(path, method) for path, item in paths.items() for method in item}
+    assert expected <= listed
+    for path, method in expected - {("/healthz", "get")}:
+        codes = set(paths[path][method]["responses"])
+        assert "500" in codes, (path, method)
+        if path.startswith("/api/"):
+            assert {"400", "401"} <= codes, (path, method)
+    schema = paths["/api/v1/keys"]["post"]["responses"]["401"]["content"]["application/json"]
+    assert schema["schema"]["$ref"].endswith("/ErrorEnvelope")
