@@ -17,7 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from support import Caller, make_caller
+from support import Caller, GatewayProcess, make_caller
 from vidgate.app import create_app
 from vidgate.db import migrate
 from vidgate.db.engine import Database, open_database
@@ -120,3 +120,11 @@ async def client(gateway: Gateway) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.fixture
 async def caller(gateway: Gateway) -> Caller:
     return await make_caller(gateway.db, credits=120)
+
+
+@pytest.fixture
+def live_gateway(tmp_path: Path) -> Iterator[GatewayProcess]:
+    """A real `vidgate serve` process on loopback with embedded defaults (SQLite)."""
+    server = GatewayProcess(tmp_path / "gateway").start()
+    yield server
+    server.stop()

@@ -25,3 +25,104 @@ async def make_caller(db: Database, *, credits: int = 100, title: str = "test") 
         account = await billing.create_account(session, name=title, credits=credits)
         key, plaintext = await keys.create_key(session, account_id=account.id, title=title)
     return Caller(account_id=account.id, key_id=key.id, api_key=plaintext)
+
+
+# -- real gateway processes ---------------------------------------------------------------
+
+import os  # noqa: E402
+import re  # noqa: E402
+import signal  # noqa: E402
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+
+_KEY_PATTERN = re.compile(r"\bsk-[0-9a-f]{48}\b")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class GatewayProcess:
+    """`vidgate serve` as a real process on loopback, with its own data dir.
+
+    Defaults suit tests: failure injection on, loopback allowed for input fetching (test servers
+    run there), a short worker lease so crash tests resume quickly.
+    """
+
+    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "VIDGATE_DATA_DIR": str(data_dir),
+            "VIDGATE_SAMPLE_FAILURE_INJECTION": "true",
+            "VIDGATE_FETCH_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
+            "VIDGATE_WORKER_LEASE_S": "3",
+            "VIDGATE_WORKER_POLL_INTERVAL_S": "0.2",
+            "VIDGATE_PROVIDER_POLL_INTERVAL_S": "0.3",
+            "VIDGATE_LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
+        self.api_key: str | None = None
+        self.process: subprocess.Popen[str] | None = None
+        self.log_path = data_dir / "server.log"
+
+    def start(self, timeout_s: float = 30.0) -> GatewayProcess:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("a")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "vidgate", "serve", "--port", str(self.port)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gateway exited early:\n{self.log()}")
+            try:
+                if httpx.get(f"{self.base_url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
+        if self.api_key is None:
+            found = _KEY_PATTERN.search(self.log())
+            assert found, "serve did not print the first API key"
+            self.api_key = found.group(0)
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text() if self.log_path.exists() else ""
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, leases stay held until they expire."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)

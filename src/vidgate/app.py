@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from vidgate import __version__
 from vidgate.api.errors import install_error_handlers
 from vidgate.api.request_context import RequestContextMiddleware
-from vidgate.api.routers import account, health, keys
+from vidgate.api.routers import account, files, health, keys, models, videos
 from vidgate.gateway import Gateway
 from vidgate.settings import Settings
 
@@ -22,7 +22,9 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
         yield
+        await gateway.stop_worker()
         if owned:
             await gateway.close()
 
@@ -34,7 +36,14 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
     )
     app.state.gateway = gateway
     install_error_handlers(app)
-    for router in (health.router, account.router, keys.router):
+    for router in (
+        health.router,
+        account.router,
+        keys.router,
+        videos.router,
+        models.router,
+        files.router,
+    ):
         app.include_router(router)
     app.add_middleware(
         RequestContextMiddleware,

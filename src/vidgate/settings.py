@@ -25,8 +25,9 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; default: SQLite file in the data dir"
     )
-    public_url: str = Field(
-        default="http://127.0.0.1:8000", description="Base URL clients use to reach this gateway"
+    public_url: str | None = Field(
+        default=None,
+        description="Base URL clients use to reach this gateway; `serve` defaults it to its address",
     )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host headers accepted; empty accepts any"
@@ -84,6 +85,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'vidgate.db').resolve()}"
+
+    @property
+    def resolved_public_url(self) -> str:
+        return (self.public_url or "http://127.0.0.1:8000").rstrip("/")
 
     @property
     def is_sqlite(self) -> bool:

@@ -98,7 +98,13 @@ def serve(
     from vidgate.logs import configure_logging
 
     settings = load_settings(data_dir)
-    settings = settings.model_copy(update={"worker_enabled": worker and settings.worker_enabled})
+    public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    settings = settings.model_copy(
+        update={
+            "worker_enabled": worker and settings.worker_enabled,
+            "public_url": settings.public_url or f"http://{public_host}:{port}",
+        }
+    )
     configure_logging(settings.log_level)
     if settings.is_sqlite:
         migrations.upgrade(settings.resolved_database_url)

@@ -1,0 +1,416 @@
+"""Fetch user-supplied URLs without letting them reach internal services (SSRF).
+
+Every hop is checked before any traffic is sent: http(s) only, no credentials in the URL, and
+every address the host resolves to must be public (or inside the operator's allow-list). The
+connection then goes to the checked IP itself, so a second DNS answer (DNS rebinding) cannot
+redirect it; the original name is still sent as ``Host`` and used for TLS (SNI + certificate).
+Redirects are followed by hand so each target gets the same check. Error messages name only the
+host, never the query string, so they are safe to show to API users.
+"""
+
+import asyncio
+import http
+import ipaddress
+import socket
+from dataclasses import dataclass
+from typing import Literal
+
+import httpx
+
+__all__ = [
+    "IMAGE_KINDS",
+    "VIDEO_KINDS",
+    "FetchError",
+    "FetchPolicy",
+    "FetchedFile",
+    "UnsafeURLError",
+    "fetch_url",
+    "sniff_kind",
+]
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+IMAGE_KINDS = frozenset(
+    {
+        "image/png",
+        "image/jpeg",
+        "image/gif",
+        "image/webp",
+        "image/bmp",
+        "image/tiff",
+        "image/avif",
+        "image/heic",
+    }
+)
+VIDEO_KINDS = frozenset({"video/mp4", "video/webm", "video/quicktime"})
+
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+SNIFF_BYTES = 64  # enough for every signature in sniff_kind
+USER_AGENT = "vidgate-fetch/1"
+
+# Ranges Python's is_global does not (or not in every 3.11 patch release) treat as special.
+_BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",
+        "100.64.0.0/10",  # carrier-grade NAT
+        "192.0.0.0/24",
+        "198.18.0.0/15",
+        "224.0.0.0/4",
+        "240.0.0.0/4",
+        "64:ff9b:1::/48",  # local-use NAT64
+        "100::/64",
+        "2001:db8::/32",
+        "fc00::/7",
+        "fe80::/10",
+        "fec0::/10",
+        "ff00::/8",
+    )
+)
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+class UnsafeURLError(ValueError):
+    """The URL was refused before or while fetching (scheme, address, redirect target)."""
+
+
+class FetchError(Exception):
+    """The fetch failed: network error, timeout, HTTP error status, too large, wrong kind."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class FetchPolicy:
+    max_bytes: int = 20 * 1024 * 1024
+    timeout_s: float = 20.0  # total budget for the whole fetch, redirects included
+    max_redirects: int = 3
+    # Operator allow-list for otherwise refused addresses, e.g. 127.0.0.0/8 in tests.
+    allowed_private_networks: tuple[IPNetwork, ...] = ()
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    data: bytes
+    kind: str  # detected from the bytes, never from Content-Type
+    final_url: str
+
+
+@dataclass(frozen=True)
+class _Redirect:
+    location: str
+
+
+async def fetch_url(
+    url: str,
+    *,
+    policy: FetchPolicy,
+    expect: Literal["image", "video", "any"] = "any",
+) -> FetchedFile:
+    """Download ``url`` under ``policy``; see the module docstring for the safety rules.
+
+    Raises ``UnsafeURLError`` for refused URLs/addresses and ``FetchError`` for everything else.
+    """
+    if expect not in ("image", "video", "any"):
+        raise ValueError(f"expect must be 'image', 'video' or 'any', got {expect!r}")
+    current = _parse(url)
+    try:
+        async with asyncio.timeout(policy.timeout_s):
+            for hop in range(policy.max_redirects + 1):
+                addresses = await _checked_addresses(current, policy)
+                outcome = await _fetch_once(current, addresses, policy, expect)
+                if isinstance(outcome, FetchedFile):
+                    return outcome
+                if hop == policy.max_redirects:
+                    break
+                current = _follow(current, outcome.location)
+    except TimeoutError:
+        raise FetchError(
+            f"fetching from {current.host} timed out after {policy.timeout_s:g} s"
+        ) from None
+    raise FetchError(
+        f"too many redirects (more than {policy.max_redirects}) while fetching from {current.host}"
+    )
+
+
+def sniff_kind(data: bytes) -> str | None:
+    """The media type that the leading bytes of ``data`` identify, or None if unknown."""
+    head = data[:SNIFF_BYTES]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
+        return "image/webp"
+    if head.startswith(b"RIFF") and head[8:12] == b"AVI ":
+        return "video/x-msvideo"
+    if head.startswith(b"BM") and len(head) >= 26 and head[6:10] == b"\0\0\0\0":
+        return "image/bmp"
+    if head.startswith((b"II*\x00", b"MM\x00*")):
+        return "image/tiff"
+    if head[4:8] == b"ftyp":
+        return _sniff_iso_bmff(head)
+    if head[4:8] in (b"moov", b"mdat", b"wide", b"free", b"skip", b"pnot"):
+        return "video/quicktime"  # QuickTime files from before the ftyp box existed
+    if head.startswith(b"\x1a\x45\xdf\xa3"):  # EBML: WebM or Matroska
+        return "video/webm" if b"webm" in head else "video/x-matroska"
+    if head.startswith(b"%PDF-"):
+        return "application/pdf"
+    return None
+
+
+def _sniff_iso_bmff(head: bytes) -> str | None:
+    box_size = int.from_bytes(head[:4], "big")
+    major = head[8:12]
+    end = min(len(head), box_size) if box_size >= 16 else len(head)
+    compatible = {head[i : i + 4] for i in range(16, end - 3, 4)}
+    brands = {major} | compatible
+    if major in (b"avif", b"avis") or (major in (b"mif1", b"msf1") and b"avif" in brands):
+        return "image/avif"
+    if major in (b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"mif1", b"msf1"):
+        return "image/heic"
+    if major == b"qt  ":
+        return "video/quicktime"
+    if major.startswith((b"M4A", b"M4B", b"M4P")):
+        return "audio/mp4"
+    if major.startswith((b"3gp", b"3g2")):
+        return "video/3gpp"
+    mp4_brands = {
+        b"isom", b"iso2", b"iso3", b"iso4", b"iso5", b"iso6", b"iso7", b"iso8", b"iso9",
+        b"mp41", b"mp42", b"mp71", b"avc1", b"av01", b"M4V ", b"M4VH", b"M4VP", b"dash",
+        b"f4v ", b"MSNV", b"NDAS", b"XAVC", b"mmp4",
+    }  # fmt: skip
+    if brands & mp4_brands:
+        return "video/mp4"
+    return None
+
+
+# --- URL and address checks ------------------------------------------------------------------
+
+
+def _parse(url: str, *, context: str = "") -> httpx.URL:
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise UnsafeURLError(f"{context}not a valid URL") from None
+    if parsed.scheme not in ("http", "https"):
+        raise UnsafeURLError(f"{context}only http(s) URLs are allowed")
+    if parsed.userinfo:
+        raise UnsafeURLError(f"{context}URLs with credentials (user@host) are not allowed")
+    if not parsed.raw_host:
+        raise UnsafeURLError(f"{context}the URL has no host")
+    return parsed.copy_with(fragment=None)
+
+
+def _follow(current: httpx.URL, location: str) -> httpx.URL:
+    context = f"redirect from {current.host} refused: "
+    try:
+        target = current.join(location)
+    except (httpx.InvalidURL, TypeError, ValueError):
+        raise UnsafeURLError(f"{context}not a valid URL") from None
+    return _parse(str(target), context=context)
+
+
+async def _checked_addresses(url: httpx.URL, policy: FetchPolicy) -> list[IPAddress]:
+    """Resolve the host once and return its addresses, all of which passed the check."""
+    host = url.raw_host.decode("ascii")
+    literal = _ip_literal(host)
+    if literal is not None:
+        resolved = [literal]
+    else:
+        resolved = await _lookup(host, url.port or (443 if url.scheme == "https" else 80))
+        if not resolved:
+            raise FetchError(f"could not resolve host {url.host}")
+    addresses: list[IPAddress] = []
+    for raw in resolved:
+        address = _normalise(raw)
+        if not _is_allowed(address, policy):
+            what = "is not" if literal is not None else "resolves to"
+            article = "a public address" if literal is not None else "a non-public address"
+            raise UnsafeURLError(f"{url.host} {what} {article}; refusing to fetch it")
+        if address not in addresses:
+            addresses.append(address)
+    return addresses
+
+
+def _ip_literal(host: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+async def _lookup(host: str, port: int) -> list[IPAddress]:
+    """One DNS resolution; the caller connects to exactly these addresses."""
+    loop = asyncio.get_running_loop()
+    try:
+        infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        raise FetchError(f"could not resolve host {host}") from None
+    found: list[IPAddress] = []
+    for family, _type, _proto, _name, sockaddr in infos:
+        if family not in (socket.AF_INET, socket.AF_INET6):
+            continue
+        # Numeric forms such as 2130706433 or 0x7f.1 come back here as plain addresses.
+        found.append(ipaddress.ip_address(str(sockaddr[0])))
+    return found
+
+
+def _normalise(address: IPAddress) -> IPAddress:
+    # ::ffff:a.b.c.d reaches the IPv4 host a.b.c.d, so judge (and connect to) that.
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_allowed(address: IPAddress, policy: FetchPolicy) -> bool:
+    if any(address in net for net in policy.allowed_private_networks):
+        return True
+    return _is_public(address)
+
+
+def _is_public(address: IPAddress) -> bool:
+    if isinstance(address, ipaddress.IPv6Address):
+        # Transition prefixes carry an IPv4 address that the packets may end up at.
+        embedded: list[ipaddress.IPv4Address] = []
+        if address.sixtofour is not None:
+            embedded.append(address.sixtofour)
+        if address.teredo is not None:
+            embedded.append(address.teredo[1])
+        if address in _NAT64:
+            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
+        if address.scope_id or any(not _is_public(inner) for inner in embedded):
+            return False
+    special = (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_multicast
+        or address.is_reserved
+        or address.is_unspecified
+    )
+    if special or not address.is_global:
+        return False
+    return not any(address in net for net in _BLOCKED_NETWORKS)
+
+
+# --- HTTP ------------------------------------------------------------------------------------
+
+
+def _new_client(policy: FetchPolicy) -> httpx.AsyncClient:
+    # A fresh client per hop: pooled connections are keyed by IP, and reusing one negotiated
+    # for another hostname would skip that hostname's certificate check.
+    return httpx.AsyncClient(
+        trust_env=False,  # environment proxies would do their own (unchecked) DNS
+        follow_redirects=False,
+        timeout=httpx.Timeout(policy.timeout_s),
+    )
+
+
+def _build_request(url: httpx.URL, address: IPAddress, expect: str) -> httpx.Request:
+    host = url.raw_host.decode("ascii")
+    host_header = f"[{host}]" if ":" in host else host
+    if url.port is not None:
+        host_header = f"{host_header}:{url.port}"
+    accept = {"image": "image/*", "video": "video/*"}.get(expect, "*/*")
+    extensions: dict[str, object] = {}
+    if url.scheme == "https" and _ip_literal(host) is None:
+        extensions["sni_hostname"] = host  # TLS: SNI and certificate check use the name
+    return httpx.Request(
+        "GET",
+        url.copy_with(host=str(address)),
+        headers={
+            "Host": host_header,
+            "User-Agent": USER_AGENT,
+            "Accept": accept,
+            "Accept-Encoding": "identity",  # media is already compressed; avoids zip bombs
+        },
+        extensions=extensions,
+    )
+
+
+async def _fetch_once(
+    url: httpx.URL, addresses: list[IPAddress], policy: FetchPolicy, expect: str
+) -> FetchedFile | _Redirect:
+    for address in addresses:
+        request = _build_request(url, address, expect)
+        async with _new_client(policy) as client:
+            try:
+                response = await client.send(request, stream=True)
+            except (httpx.ConnectError, httpx.ConnectTimeout):
+                continue  # every address passed the check; try the next one
+            except httpx.TimeoutException:
+                raise FetchError(f"{url.host} did not answer in time") from None
+            except httpx.HTTPError:
+                raise FetchError(f"network error while fetching from {url.host}") from None
+            try:
+                return await _read_response(response, url, policy, expect)
+            except httpx.TimeoutException:
+                raise FetchError(f"{url.host} did not answer in time") from None
+            except httpx.HTTPError:
+                raise FetchError(f"network error while fetching from {url.host}") from None
+            finally:
+                await response.aclose()
+    raise FetchError(f"could not connect to {url.host}")
+
+
+async def _read_response(
+    response: httpx.Response, url: httpx.URL, policy: FetchPolicy, expect: str
+) -> FetchedFile | _Redirect:
+    status = response.status_code
+    if status in REDIRECT_STATUSES and "location" in response.headers:
+        return _Redirect(response.headers["location"])
+    if not 200 <= status < 300:
+        raise FetchError(f"{url.host} answered with HTTP {_status_text(status)}")
+
+    too_large = (
+        f"the file at {url.host} is larger than the limit of {_human_size(policy.max_bytes)}"
+    )
+    declared = response.headers.get("content-length", "")
+    if declared.strip().isdigit() and int(declared) > policy.max_bytes:
+        raise FetchError(too_large)
+
+    data = bytearray()
+    kind_checked = False
+    async for chunk in response.aiter_bytes():
+        data += chunk
+        if len(data) > policy.max_bytes:
+            raise FetchError(too_large)
+        if not kind_checked and len(data) >= SNIFF_BYTES:
+            _check_kind(sniff_kind(bytes(data)), expect, url)  # fail before a big download
+            kind_checked = True
+    kind = sniff_kind(bytes(data[:SNIFF_BYTES]))
+    _check_kind(kind, expect, url)
+    return FetchedFile(
+        data=bytes(data), kind=kind or "application/octet-stream", final_url=str(url)
+    )
+
+
+def _check_kind(kind: str | None, expect: str, url: httpx.URL) -> None:
+    if expect == "image" and kind not in IMAGE_KINDS:
+        raise FetchError(f"the file at {url.host} is not an image ({_describe_kind(kind)})")
+    if expect == "video" and kind not in VIDEO_KINDS:
+        raise FetchError(
+            f"the file at {url.host} is not a video in MP4, WebM or QuickTime format "
+            f"({_describe_kind(kind)})"
+        )
+
+
+def _describe_kind(kind: str | None) -> str:
+    return f"detected {kind}" if kind else "unrecognised content"
+
+
+def _status_text(status: int) -> str:
+    try:
+        return f"{status} {http.HTTPStatus(status).phrase}"
+    except ValueError:
+        return str(status)
+
+
+def _human_size(size: int) -> str:
+    if size >= 1024 * 1024:
+        return f"{size / (1024 * 1024):g} MiB"
+    if size >= 1024:
+        return f"{size / 1024:g} KiB"
+    return f"{size} bytes"

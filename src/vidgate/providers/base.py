@@ -1,0 +1,78 @@
+"""The provider interface: a small async contract every upstream or local model implements.
+
+Adapters never touch the database. They raise TechnicalError for failures worth retrying (timeouts,
+5xx, 429, a lost local job) and LogicalError for failures that end the task (rejected input,
+moderation), which the worker turns into `failed` plus a refund.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+
+class JobState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True, kw_only=True)
+class GenerationRequest:
+    task_id: str
+    model: str
+    upstream_model: str | None
+    type: str
+    prompt: str
+    options: dict[str, str | bool]
+    seconds: int
+    width: int
+    height: int
+    images: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class Submission:
+    upstream_id: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class JobStatus:
+    state: JobState
+    progress: int = 0  # 0-100
+    error: str | None = None  # set when FAILED: shown to the user as error_message
+    result_file: Path | None = None  # a finished local file (local providers)
+    result_urls: tuple[str, ...] = field(default_factory=tuple)  # upstream URLs (remote providers)
+
+
+class ProviderError(Exception):
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class TechnicalError(ProviderError):
+    """Transient: retry later (or fail over before anything was accepted upstream)."""
+
+
+class LogicalError(ProviderError):
+    """Final: the task fails and is refunded; the message is shown to the user."""
+
+
+class JobLost(TechnicalError):
+    """The provider no longer knows the job (a local renderer restarted). Only providers that
+    declare `resubmit_lost_jobs` get their job submitted again; others fail the task."""
+
+
+class Provider(Protocol):
+    name: str
+    # True for local providers whose jobs die with the process: resubmitting costs nobody money.
+    resubmit_lost_jobs: bool
+
+    async def submit(self, request: GenerationRequest) -> Submission: ...
+
+    async def poll(self, upstream_id: str) -> JobStatus: ...
+
+    async def cancel(self, upstream_id: str) -> None: ...

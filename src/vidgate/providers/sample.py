@@ -1,0 +1,170 @@
+"""The built-in `sample` provider: renders a real, clearly labelled MP4 on the CPU.
+
+It behaves like an upstream: submit() starts a job and returns its id, poll() reports progress.
+Jobs run in threads of this process, so a restart loses them; poll() then raises JobLost and
+the worker submits again (`resubmit_lost_jobs`), which costs nobody anything.
+
+Failure injection (only with VIDGATE_SAMPLE_FAILURE_INJECTION=true), by markers in the prompt:
+  [fail] or [fail: message]  the job fails with that error message
+  [slow:N]                   the job waits N seconds before rendering (a long upstream queue)
+  [flaky:N]                  the first N submits raise a technical (retryable) error
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vidgate.providers.base import (
+    GenerationRequest,
+    JobLost,
+    JobState,
+    JobStatus,
+    Submission,
+    TechnicalError,
+)
+from vidgate.providers.sample_render import RenderCancelled, RenderSpec, render_sample_video
+
+logger = logging.getLogger("vidgate.providers.sample")
+
+FPS = 24
+_MARKER = re.compile(r"\[(fail|slow|flaky)(?::\s*([^\]]*))?\]", re.IGNORECASE)
+DEFAULT_FAILURE = "the sample provider was asked to fail ([fail] in the prompt)"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Injection:
+    fail: str | None = None
+    slow_seconds: float = 0.0
+    flaky_submits: int = 0
+
+
+def parse_injection(prompt: str) -> tuple[str, Injection]:
+    """The prompt without markers, and what the markers ask for."""
+    fail: str | None = None
+    slow = 0.0
+    flaky = 0
+    for match in _MARKER.finditer(prompt):
+        kind, argument = match.group(1).lower(), (match.group(2) or "").strip()
+        if kind == "fail":
+            fail = argument or DEFAULT_FAILURE
+        elif kind == "slow":
+            slow = float(argument or 5)
+        else:
+            flaky = int(argument or 1)
+    clean = " ".join(_MARKER.sub("", prompt).split())
+    return clean, Injection(fail=fail, slow_seconds=slow, flaky_submits=flaky)
+
+
+@dataclass
+class _Job:
+    progress: float = 0.0
+    error: str | None = None
+    done: bool = False
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+class SampleProvider:
+    name = "sample"
+    resubmit_lost_jobs = True
+
+    def __init__(
+        self, *, work_dir: Path, failure_injection: bool = False, max_parallel_renders: int = 1
+    ) -> None:
+        self.work_dir = work_dir
+        self.failure_injection = failure_injection
+        self._jobs: dict[str, _Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._render_slots = asyncio.Semaphore(max_parallel_renders)
+        self._submits: Counter[str] = Counter()
+        work_dir.mkdir(parents=True, exist_ok=True)
+
+    def output_path(self, upstream_id: str) -> Path:
+        return self.work_dir / f"{upstream_id}.mp4"
+
+    async def submit(self, request: GenerationRequest) -> Submission:
+        prompt, injection = parse_injection(request.prompt)
+        if not self.failure_injection:
+            prompt, injection = request.prompt, Injection()
+        self._submits[request.task_id] += 1
+        if self._submits[request.task_id] <= injection.flaky_submits:
+            raise TechnicalError("sample provider is flaky on purpose ([flaky] in the prompt)")
+        upstream_id = f"sample_{request.task_id}"
+        output = self.output_path(upstream_id)
+        output.unlink(missing_ok=True)
+        job = _Job()
+        self._jobs[upstream_id] = job
+        spec = RenderSpec(
+            prompt=prompt or "(no prompt)",
+            width=request.width,
+            height=request.height,
+            seconds=request.seconds,
+            fps=FPS,
+            image=request.images[0] if request.images else None,
+            label=f"SAMPLE - vidgate - {request.model}",
+        )
+        task = asyncio.create_task(self._run(job, spec, output, injection))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Submission(upstream_id=upstream_id)
+
+    async def _run(self, job: _Job, spec: RenderSpec, output: Path, injection: Injection) -> None:
+        try:
+            if injection.slow_seconds:
+                await asyncio.sleep(injection.slow_seconds)
+            if injection.fail:
+                job.error = injection.fail
+                return
+            async with self._render_slots:
+
+                def progress(fraction: float) -> None:
+                    job.progress = fraction
+
+                await asyncio.to_thread(
+                    render_sample_video,
+                    spec,
+                    output,
+                    on_progress=progress,
+                    should_stop=job.stop.is_set,
+                )
+        except RenderCancelled:
+            job.error = "cancelled"
+        except ValueError as exc:  # bad input, e.g. an image that does not decode
+            job.error = str(exc)
+        except Exception as exc:
+            logger.exception("sample render failed")
+            job.error = f"sample render failed: {exc}"
+        finally:
+            job.done = True
+
+    async def poll(self, upstream_id: str) -> JobStatus:
+        job = self._jobs.get(upstream_id)
+        if job is None:
+            output = self.output_path(upstream_id)
+            if output.exists():  # finished before a restart, not yet stored
+                return JobStatus(state=JobState.SUCCEEDED, progress=100, result_file=output)
+            raise JobLost(f"sample job {upstream_id} is not running in this process")
+        if not job.done:
+            return JobStatus(state=JobState.RUNNING, progress=int(job.progress * 100))
+        del self._jobs[upstream_id]
+        if job.error is not None:
+            return JobStatus(state=JobState.FAILED, error=job.error)
+        return JobStatus(
+            state=JobState.SUCCEEDED, progress=100, result_file=self.output_path(upstream_id)
+        )
+
+    async def cancel(self, upstream_id: str) -> None:
+        job = self._jobs.get(upstream_id)
+        if job is not None:
+            job.stop.set()
+
+    async def close(self) -> None:
+        for job in self._jobs.values():
+            job.stop.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)

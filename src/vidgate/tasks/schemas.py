@@ -1,0 +1,149 @@
+"""Request and response shapes of the video task endpoints (API-CONTRACT.md section 2)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+TaskType = Literal["text-to-video", "image-to-video", "video-to-video"]
+# Request fields that are model options, validated against the model's catalogue entry.
+OPTION_FIELDS = (
+    "aspect_ratio",
+    "n_frames",
+    "remove_watermark",
+    "duration",
+    "resolution",
+    "origin_task_id",
+    "character_user_name",
+    "character_prompt",
+    "safety_instruction",
+    "upload_method",
+)
+MAX_PROMPT_CHARS = 5000
+MAX_IMAGES = 8
+
+
+def _check_http_url(url: str) -> str:
+    if not url.lower().startswith(("http://", "https://")):
+        raise ValueError("must be an http(s) URL")
+    if len(url) > 2048:
+        raise ValueError("URL is too long (2048 characters at most)")
+    return url
+
+
+class GenerateRequest(BaseModel):
+    """POST /api/v1/videos/generate: flat, or `{"model", "callBackUrl", "input": {...}}`."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    model: str = Field(min_length=1, max_length=64, examples=["sora2"])
+    type: TaskType = "text-to-video"
+    prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
+    image_urls: list[str] | None = Field(default=None, max_length=MAX_IMAGES)
+    input_image: str | None = None
+    image_url: str | None = None
+    video_url: str | None = None
+    audio_url: str | None = None
+    end_image_url: str | None = None
+    callback_url: str | None = Field(default=None, alias="callBackUrl")
+
+    aspect_ratio: str | None = Field(default=None, examples=["landscape"])
+    n_frames: str | int | None = Field(default=None, examples=["10"])
+    remove_watermark: bool | None = None
+    duration: str | int | None = None
+    resolution: str | None = None
+    origin_task_id: str | None = None
+    character_user_name: str | None = None
+    character_prompt: str | None = None
+    safety_instruction: str | None = None
+    upload_method: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _flatten_input(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("input"), dict):
+            merged = {k: v for k, v in data.items() if k != "input"}
+            for key, value in data["input"].items():
+                if key in merged and merged[key] != value:
+                    raise ValueError(f"{key} is given both at the top level and in input")
+                merged[key] = value
+            return merged
+        return data
+
+    @field_validator("image_urls")
+    @classmethod
+    def _check_image_urls(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else [_check_http_url(url) for url in value]
+
+    @field_validator("input_image", "image_url", "video_url", "audio_url", "end_image_url")
+    @classmethod
+    def _check_url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    @field_validator("callback_url")
+    @classmethod
+    def _check_callback(cls, value: str | None) -> str | None:
+        return None if value is None else _check_http_url(value)
+
+    def all_image_urls(self) -> list[str]:
+        urls = list(self.image_urls or [])
+        urls += [u for u in (self.input_image, self.image_url) if u and u not in urls]
+        return urls
+
+    def given_options(self) -> dict[str, Any]:
+        return {
+            name: getattr(self, name) for name in OPTION_FIELDS if getattr(self, name) is not None
+        }
+
+
+class CreatedTask(BaseModel):
+    task_id: str = Field(examples=["vid_01HQ9MA3M6V6HC6S5R9V7N4Q4D"])
+    request_id: str = Field(
+        description="Provider-side request identifier for tracing",
+        examples=["provider_req_01HQ9MAGWQJZ0RZN6G40YRMN6E"],
+    )
+    credits_used: int
+    remaining_credits: int
+    model: str
+
+
+class TaskOutput(BaseModel):
+    resultUrls: list[str]
+
+
+class TaskView(BaseModel):
+    task_id: str
+    model: str
+    type: str
+    status: Literal["pending", "processing", "completed", "failed", "unknown"]
+    progress: int = Field(ge=0, le=100)
+    output: TaskOutput
+    video_url: str | None
+    error_message: str | None
+    failMsg: str | None = Field(
+        description="Alias of error_message"
+    )
+    credits_used: int
+    credits_refunded: int
+    created_at: str
+    updated_at: str
+    completed_at: str | None
+
+
+class HistoryItem(BaseModel):
+    task_id: str
+    model: str
+    created_at: str
+    status: str
+    video_url: str | None
+    credits_used: int
+    credits_refunded: int
+    completed_at: str | None
+
+
+class HistoryPage(BaseModel):
+    items: list[HistoryItem]
+    page: int
+    limit: int
+    total: int

@@ -1,0 +1,105 @@
+"""The worker loop: claim due tasks, run each one step, repeat; woken early by new tasks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+
+from ulid import ULID
+
+from vidgate.db.engine import Database
+from vidgate.tasks import idempotency, transitions
+from vidgate.worker.claim import Claimer
+from vidgate.worker.runner import TaskRunner
+
+logger = logging.getLogger("vidgate.worker")
+
+PURGE_INTERVAL_S = 3600.0
+
+
+def new_worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{str(ULID())[-8:]}"
+
+
+class Worker:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        claimer: Claimer,
+        runner: TaskRunner,
+        concurrency: int,
+        poll_interval_s: float,
+        lease_s: float,
+    ) -> None:
+        self.db = db
+        self.claimer = claimer
+        self.runner = runner
+        self.owner = runner.owner
+        self.concurrency = concurrency
+        self.poll_interval_s = poll_interval_s
+        self.lease_s = lease_s
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._active: dict[str, asyncio.Task[None]] = {}
+        self._loop_task: asyncio.Task[None] | None = None
+
+    def wake(self) -> None:
+        """A task became due (e.g. just created): look now instead of at the next tick."""
+        self._wake.set()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="vidgate-worker")
+        logger.info("worker %s started (concurrency %d)", self.owner, self.concurrency)
+
+    async def stop(self, timeout_s: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        if self._loop_task is not None:
+            await self._loop_task
+        held = list(self._active)
+        if self._active:
+            _done, pending = await asyncio.wait(self._active.values(), timeout=timeout_s)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+        # Hand back anything we still hold so a restart resumes at once, not after the lease.
+        for task_id in held:
+            with contextlib.suppress(Exception):
+                await transitions.release(self.db, task_id, self.owner)
+
+    async def _run(self) -> None:
+        last_purge = 0.0
+        loop = asyncio.get_running_loop()
+        while not self._stopping:
+            claimed: list[str] = []
+            try:
+                free = self.concurrency - len(self._active)
+                claimed = await self.claimer.claim(
+                    owner=self.owner, limit=free, lease_s=self.lease_s
+                )
+                for task_id in claimed:
+                    self._active[task_id] = asyncio.create_task(self._run_one(task_id))
+                if loop.time() - last_purge > PURGE_INTERVAL_S:
+                    last_purge = loop.time()
+                    async with self.db.write() as session:
+                        await idempotency.purge_expired(session)
+            except Exception:
+                logger.exception("worker loop error; continuing")
+            if claimed and len(self._active) < self.concurrency:
+                continue  # there may be more due work
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
+            self._wake.clear()
+
+    async def _run_one(self, task_id: str) -> None:
+        try:
+            await self.runner.run(task_id)
+        except Exception:
+            logger.exception("task %s: runner crashed", task_id)
+        finally:
+            self._active.pop(task_id, None)
+            self._wake.set()  # a slot is free
