@@ -2,7 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
 
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
@@ -28,17 +38,6 @@ async def make_caller(db: Database, *, credits: int = 100, title: str = "test") 
 
 
 # -- real gateway processes ---------------------------------------------------------------
-
-import os  # noqa: E402
-import re  # noqa: E402
-import signal  # noqa: E402
-import socket  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import httpx  # noqa: E402
 
 _KEY_PATTERN = re.compile(r"\bsk-[0-9a-f]{48}\b")
 

@@ -55,7 +55,7 @@ def describe_validation_errors(details: list[dict[str, Any]] | Any) -> str:
             messages.append(f"malformed JSON body: {ctx.get('error', 'could not parse')}")
             continue
         field = _field_path(detail.get("loc", ()))
-        message = str(detail.get("msg", "invalid value"))
+        message = str(detail.get("msg", "invalid value")).removeprefix("Value error, ")
         if detail.get("type") == "missing":
             message = "field required"
         messages.append(f"{field}: {message}" if field else message)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 TaskType = Literal["text-to-video", "image-to-video", "video-to-video"]
 # Request fields that are model options, validated against the model's catalogue entry.
@@ -32,6 +32,9 @@ def _check_http_url(url: str) -> str:
     return url
 
 
+HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+
+
 class GenerateRequest(BaseModel):
     """POST /api/v1/videos/generate: flat, or `{"model", "callBackUrl", "input": {...}}`."""
 
@@ -40,13 +43,13 @@ class GenerateRequest(BaseModel):
     model: str = Field(min_length=1, max_length=64, examples=["sora2"])
     type: TaskType = "text-to-video"
     prompt: str | None = Field(default=None, max_length=MAX_PROMPT_CHARS)
-    image_urls: list[str] | None = Field(default=None, max_length=MAX_IMAGES)
-    input_image: str | None = None
-    image_url: str | None = None
-    video_url: str | None = None
-    audio_url: str | None = None
-    end_image_url: str | None = None
-    callback_url: str | None = Field(default=None, alias="callBackUrl")
+    image_urls: list[HttpUrl] | None = Field(default=None, max_length=MAX_IMAGES)
+    input_image: HttpUrl | None = None
+    image_url: HttpUrl | None = None
+    video_url: HttpUrl | None = None
+    audio_url: HttpUrl | None = None
+    end_image_url: HttpUrl | None = None
+    callback_url: HttpUrl | None = Field(default=None, alias="callBackUrl")
 
     aspect_ratio: str | None = Field(default=None, examples=["landscape"])
     n_frames: str | int | None = Field(default=None, examples=["10"])
@@ -70,21 +73,6 @@ class GenerateRequest(BaseModel):
                 merged[key] = value
             return merged
         return data
-
-    @field_validator("image_urls")
-    @classmethod
-    def _check_image_urls(cls, value: list[str] | None) -> list[str] | None:
-        return None if value is None else [_check_http_url(url) for url in value]
-
-    @field_validator("input_image", "image_url", "video_url", "audio_url", "end_image_url")
-    @classmethod
-    def _check_url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value)
-
-    @field_validator("callback_url")
-    @classmethod
-    def _check_callback(cls, value: str | None) -> str | None:
-        return None if value is None else _check_http_url(value)
 
     def all_image_urls(self) -> list[str]:
         urls = list(self.image_urls or [])
@@ -121,9 +109,7 @@ class TaskView(BaseModel):
     output: TaskOutput
     video_url: str | None
     error_message: str | None
-    failMsg: str | None = Field(
-        description="Alias of error_message"
-    )
+    failMsg: str | None = Field(description="Alias of error_message")
     credits_used: int
     credits_refunded: int
     created_at: str
