@@ -11,6 +11,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -56,7 +57,22 @@ class GatewayProcess:
     run there), a short worker lease so crash tests resume quickly.
     """
 
-    def __init__(self, data_dir: Path, *, env: dict[str, str] | None = None) -> None:
+    TEST_SETTINGS = {
+        "VIDGATE_SAMPLE_FAILURE_INJECTION": "true",
+        "VIDGATE_FETCH_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
+        "VIDGATE_WORKER_LEASE_S": "3",
+        "VIDGATE_WORKER_POLL_INTERVAL_S": "0.2",
+        "VIDGATE_PROVIDER_POLL_INTERVAL_S": "0.3",
+    }
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        env: dict[str, str] | None = None,
+        embedded_defaults: bool = False,
+    ) -> None:
+        """`embedded_defaults=True` runs exactly what `make run` runs (no test settings)."""
         self.data_dir = data_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
@@ -64,12 +80,7 @@ class GatewayProcess:
             "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
             "HOME": os.environ.get("HOME", "/tmp"),
             "VIDGATE_DATA_DIR": str(data_dir),
-            "VIDGATE_SAMPLE_FAILURE_INJECTION": "true",
-            "VIDGATE_FETCH_ALLOWED_PRIVATE_NETWORKS": "127.0.0.0/8",
-            "VIDGATE_WORKER_LEASE_S": "3",
-            "VIDGATE_WORKER_POLL_INTERVAL_S": "0.2",
-            "VIDGATE_PROVIDER_POLL_INTERVAL_S": "0.3",
-            "VIDGATE_LOG_LEVEL": "INFO",
+            **({} if embedded_defaults else self.TEST_SETTINGS),
             **(env or {}),
         }
         self.api_key: str | None = None
@@ -125,3 +136,42 @@ class GatewayProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(timeout=5)
+
+
+def wait_for_task(
+    server: GatewayProcess,
+    task_id: str,
+    *,
+    until: tuple[str, ...] = ("completed", "failed"),
+    timeout_s: float = 60.0,
+) -> dict[str, Any]:
+    """Poll GET /api/v1/videos/{id} like a client until the status is one of `until`."""
+    deadline = time.monotonic() + timeout_s
+    data: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        response = httpx.get(
+            f"{server.base_url}/api/v1/videos/{task_id}", headers=server.headers, timeout=5
+        )
+        assert response.status_code == 200, response.text
+        data = response.json()["data"]
+        if data["status"] in until:
+            return data
+        time.sleep(0.2)
+    raise AssertionError(f"task {task_id} still {data.get('status')} after {timeout_s}s")
+
+
+def decode_mp4(path: Path) -> dict[str, Any]:
+    """What a user checks of a video file: codec, size, frame rate, length, decodable frames."""
+    import av
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
+        return {
+            "codec": stream.codec_context.name,
+            "width": stream.codec_context.width,
+            "height": stream.codec_context.height,
+            "fps": float(stream.average_rate or 0),
+            "frames": frames,
+            "duration_s": float(container.duration or 0) / 1_000_000,
+        }

@@ -27,7 +27,7 @@ class Settings(BaseSettings):
     )
     public_url: str | None = Field(
         default=None,
-        description="Base URL clients use to reach this gateway; `serve` defaults it to its address",
+        description="Base URL clients use to reach the gateway (`serve` defaults it to its own)",
     )
     allowed_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=list, description="Host headers accepted; empty accepts any"

@@ -173,6 +173,8 @@ def test_bad_image_bytes_are_rejected(tmp_path: Path) -> None:
         ({"height": 181}, "height must be an even number"),
         ({"width": 0}, "width must be a positive integer"),
         ({"height": -180}, "height must be a positive integer"),
+        ({"width": 8}, "width must be between 16 and 4096"),
+        ({"height": 4098}, "height must be between 16 and 4096"),
         ({"seconds": 0}, "seconds must be a positive number"),
         ({"seconds": -2.0}, "seconds must be a positive number"),
         ({"seconds": float("nan")}, "seconds must be a positive number"),

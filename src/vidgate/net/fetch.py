@@ -68,7 +68,6 @@ _BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
         "ff00::/8",
     )
 )
-_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 
 
 class UnsafeURLError(ValueError):
@@ -113,16 +112,18 @@ async def fetch_url(
     if expect not in ("image", "video", "any"):
         raise ValueError(f"expect must be 'image', 'video' or 'any', got {expect!r}")
     current = _parse(url)
+    context = ""
     try:
         async with asyncio.timeout(policy.timeout_s):
             for hop in range(policy.max_redirects + 1):
-                addresses = await _checked_addresses(current, policy)
+                addresses = await _checked_addresses(current, policy, context=context)
                 outcome = await _fetch_once(current, addresses, policy, expect)
                 if isinstance(outcome, FetchedFile):
                     return outcome
                 if hop == policy.max_redirects:
                     break
-                current = _follow(current, outcome.location)
+                context = f"redirect from {current.host} refused: "
+                current = _follow(current, outcome.location, context=context)
     except TimeoutError:
         raise FetchError(
             f"fetching from {current.host} timed out after {policy.timeout_s:g} s"
@@ -203,8 +204,7 @@ def _parse(url: str, *, context: str = "") -> httpx.URL:
     return parsed.copy_with(fragment=None)
 
 
-def _follow(current: httpx.URL, location: str) -> httpx.URL:
-    context = f"redirect from {current.host} refused: "
+def _follow(current: httpx.URL, location: str, *, context: str) -> httpx.URL:
     try:
         target = current.join(location)
     except (httpx.InvalidURL, TypeError, ValueError):
@@ -212,7 +212,9 @@ def _follow(current: httpx.URL, location: str) -> httpx.URL:
     return _parse(str(target), context=context)
 
 
-async def _checked_addresses(url: httpx.URL, policy: FetchPolicy) -> list[IPAddress]:
+async def _checked_addresses(
+    url: httpx.URL, policy: FetchPolicy, *, context: str = ""
+) -> list[IPAddress]:
     """Resolve the host once and return its addresses, all of which passed the check."""
     host = url.raw_host.decode("ascii")
     literal = _ip_literal(host)
@@ -228,7 +230,7 @@ async def _checked_addresses(url: httpx.URL, policy: FetchPolicy) -> list[IPAddr
         if not _is_allowed(address, policy):
             what = "is not" if literal is not None else "resolves to"
             article = "a public address" if literal is not None else "a non-public address"
-            raise UnsafeURLError(f"{url.host} {what} {article}; refusing to fetch it")
+            raise UnsafeURLError(f"{context}{url.host} {what} {article}; refusing to fetch it")
         if address not in addresses:
             addresses.append(address)
     return addresses
@@ -272,14 +274,13 @@ def _is_allowed(address: IPAddress, policy: FetchPolicy) -> bool:
 
 def _is_public(address: IPAddress) -> bool:
     if isinstance(address, ipaddress.IPv6Address):
-        # Transition prefixes carry an IPv4 address that the packets may end up at.
+        # 6to4/Teredo carry an IPv4 address the packets may end up at. (NAT64 64:ff9b::/96 is
+        # inside ::/8, which Python already reports as reserved.)
         embedded: list[ipaddress.IPv4Address] = []
         if address.sixtofour is not None:
             embedded.append(address.sixtofour)
         if address.teredo is not None:
             embedded.append(address.teredo[1])
-        if address in _NAT64:
-            embedded.append(ipaddress.IPv4Address(int(address) & 0xFFFFFFFF))
         if address.scope_id or any(not _is_public(inner) for inner in embedded):
             return False
     special = (

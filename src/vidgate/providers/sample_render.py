@@ -26,6 +26,7 @@ __all__ = ["RenderCancelled", "RenderSpec", "render_sample_video"]
 U8 = npt.NDArray[np.uint8]
 U16 = npt.NDArray[np.uint16]
 
+MIN_SIDE = 16  # smaller frames cannot hold the sample marking
 MAX_SIDE = 4096
 MAX_FPS = 120
 # x264 speed/size trade-off: fast enough for 720p at several times real time on two cores.
@@ -130,8 +131,8 @@ def _validate(spec: RenderSpec) -> int:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if value % 2:
             raise ValueError(f"{name} must be an even number (H.264 4:2:0), got {value}")
-        if value > MAX_SIDE:
-            raise ValueError(f"{name} must be at most {MAX_SIDE}, got {value}")
+        if not MIN_SIDE <= value <= MAX_SIDE:
+            raise ValueError(f"{name} must be between {MIN_SIDE} and {MAX_SIDE}, got {value}")
     if not isinstance(spec.fps, int) or isinstance(spec.fps, bool) or not 1 <= spec.fps <= MAX_FPS:
         raise ValueError(f"fps must be an integer between 1 and {MAX_FPS}, got {spec.fps!r}")
     if not math.isfinite(spec.seconds) or spec.seconds <= 0:
@@ -408,7 +409,8 @@ class _Overlay:
             bar_x1 = w - margin
         self._tc_y = row_top
         self._bar = (margin, bar_y, bar_x1, bar_y + bar_h)
-        draw.rectangle((margin, bar_y, bar_x1 - 1, bar_y + bar_h - 1), fill=(255, 255, 255, 90))
+        if bar_x1 > margin:
+            draw.rectangle((margin, bar_y, bar_x1 - 1, bar_y + bar_h - 1), fill=(255, 255, 255, 90))
 
         # Prompt box above the bottom row: small caption, then the wrapped prompt.
         prompt_font = _font(round(unit * 0.042))

@@ -97,6 +97,7 @@ async def create_task(
     catalogue: Catalogue,
     registry: ProviderRegistry,
     default_max_concurrent_jobs: int,
+    lock_timeout_ms: int = IDEMPOTENCY_LOCK_TIMEOUT_MS,
 ) -> CreateOutcome:
     checked = validate_request(request, catalogue)
     if not registry.routes_for(checked.model.id):
@@ -111,9 +112,7 @@ async def create_task(
     try:
         async with db.write() as session:
             if db.dialect == "postgresql":
-                await session.execute(
-                    text(f"SET LOCAL lock_timeout = {IDEMPOTENCY_LOCK_TIMEOUT_MS}")
-                )
+                await session.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
             if key is not None:
                 replay = await idempotency.claim(
                     session,

@@ -235,13 +235,20 @@ class TaskRunner:
         await transitions.schedule_retry(self.db, task.id, self.owner, run_after=run_after)
 
     async def _fail_timed_out(self, task: VideoTask) -> None:
-        limit = int((task.deadline_at - task.created_at).total_seconds())
+        model = self.catalogue.models.get(task.model)
+        limit = (
+            model.time_limit_seconds
+            if model
+            else int((task.deadline_at - task.created_at).total_seconds())
+        )
         if task.upstream_id and task.channel:
             provider = self.registry.provider(task.channel)
             if provider is not None:
                 with contextlib.suppress(Exception):
                     await provider.cancel(task.upstream_id)
-        await self._fail(task, "timeout", f"task timed out after {limit} s")
+        await self._fail(
+            task, "timeout", f"task timed out after {limit} s (the limit of model {task.model})"
+        )
 
     async def _fail(self, task: VideoTask, code: str, message: str) -> None:
         if await transitions.fail(self.db, task.id, error_code=code, error_message=message):

@@ -1,0 +1,96 @@
+"""Idempotency-Key semantics at the service level, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from sqlalchemy import func, select, text
+
+from support import Caller, make_caller
+from vidgate.db.engine import Database, open_database
+from vidgate.db.models import IdempotencyRecord, VideoTask
+from vidgate.db.types import utcnow
+from vidgate.errors import IdempotencyKeyInUse
+from vidgate.keys.service import Principal
+from vidgate.providers.catalogue import Catalogue
+from vidgate.providers.memory import InMemoryProvider
+from vidgate.providers.registry import ProviderRegistry
+from vidgate.tasks import idempotency, service
+from vidgate.tasks.schemas import GenerateRequest
+
+CATALOGUE = Catalogue.load()
+REGISTRY = ProviderRegistry(CATALOGUE, {"sample": InMemoryProvider(name="sample")})
+BODY = {"model": "sora2", "prompt": "a lighthouse", "n_frames": "10"}
+
+
+async def create(
+    db: Database, caller: Caller, key: str, *, lock_timeout_ms: int = 10_000
+) -> service.CreateOutcome:
+    return await service.create_task(
+        db,
+        principal=Principal(
+            key_id=caller.key_id,
+            account_id=caller.account_id,
+            rate_limit_per_second=None,
+            max_concurrent_jobs=None,
+        ),
+        request=GenerateRequest.model_validate(BODY),
+        raw_body=BODY,
+        idempotency_key=key,
+        catalogue=CATALOGUE,
+        registry=REGISTRY,
+        default_max_concurrent_jobs=100,
+        lock_timeout_ms=lock_timeout_ms,
+    )
+
+
+async def test_concurrent_creates_with_one_key_charge_once(db: Database) -> None:
+    caller = await make_caller(db, credits=300)
+    outcomes = await asyncio.gather(*(create(db, caller, "k-1") for _ in range(20)))
+    assert len({outcome.task.task_id for outcome in outcomes}) == 1
+    assert sum(not outcome.replayed for outcome in outcomes) == 1
+    async with db.read() as session:
+        tasks = await session.scalar(
+            select(func.count())
+            .select_from(VideoTask)
+            .where(VideoTask.account_id == caller.account_id)
+        )
+        record = await session.get(IdempotencyRecord, (caller.account_id, "k-1"))
+    assert tasks == 1
+    assert record is not None
+    assert record.task_id == outcomes[0].task.task_id
+    assert record.status_code == 200
+    assert record.expires_at - record.created_at >= idempotency.RETENTION
+
+
+async def test_expired_key_is_reusable(db: Database) -> None:
+    caller = await make_caller(db, credits=300)
+    first = await create(db, caller, "k-old")
+    async with db.write() as session:
+        record = await session.get(IdempotencyRecord, (caller.account_id, "k-old"))
+        assert record is not None
+        record.expires_at = utcnow()
+    second = await create(db, caller, "k-old")
+    assert second.task.task_id != first.task.task_id
+    assert not second.replayed
+
+
+async def test_key_held_by_a_running_request_is_in_use(private_postgres_url: str) -> None:
+    """PostgreSQL: a retry waits for the original's transaction, then gives up with 409."""
+    db = open_database(private_postgres_url)
+    try:
+        caller = await make_caller(db, credits=300)
+        async with db.write() as holder:
+            # The original request: its key row is written but not yet committed.
+            await idempotency.claim(
+                holder,
+                account_id=caller.account_id,
+                key="k-busy",
+                body_fingerprint=idempotency.fingerprint(BODY),
+            )
+            with pytest.raises(IdempotencyKeyInUse):
+                await create(db, caller, "k-busy", lock_timeout_ms=300)
+            await holder.execute(text("SELECT 1"))
+    finally:
+        await db.dispose()
