@@ -71,6 +71,7 @@ class GatewayProcess:
         *,
         env: dict[str, str] | None = None,
         embedded_defaults: bool = False,
+        serve_args: tuple[str, ...] = (),
     ) -> None:
         """`embedded_defaults=True` runs exactly what `make run` runs (no test settings)."""
         self.data_dir = data_dir
@@ -83,6 +84,7 @@ class GatewayProcess:
             **({} if embedded_defaults else self.TEST_SETTINGS),
             **(env or {}),
         }
+        self.serve_args = serve_args
         self.api_key: str | None = None
         self.process: subprocess.Popen[str] | None = None
         self.log_path = data_dir / "server.log"
@@ -91,7 +93,7 @@ class GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "vidgate", "serve", "--port", str(self.port)],
+            [sys.executable, "-m", "vidgate", "serve", "--port", str(self.port), *self.serve_args],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=self.env,

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -235,3 +238,26 @@ def test_task_past_its_time_limit_fails_and_is_refunded(tmp_path: Path) -> None:
         assert credits(server) == before
     finally:
         server.stop()
+
+
+def test_separate_worker_process_runs_tasks_of_a_no_worker_api(tmp_path: Path) -> None:
+    """The scale-out split: API with --no-worker, tasks run by `vidgate worker`."""
+    api = GatewayProcess(tmp_path / "gw", serve_args=("--no-worker",)).start()
+    worker = None
+    try:
+        body = {"model": "sample", "prompt": "split roles", "duration": "1", "resolution": "240p"}
+        task_id = post_generate(api, body).json()["data"]["task_id"]
+        time.sleep(1.0)
+        assert wait_for_task(api, task_id, until=("pending",), timeout_s=1)["status"] == "pending"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "vidgate", "worker"],
+            env=api.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        assert wait_for_task(api, task_id, timeout_s=60)["status"] == "completed"
+    finally:
+        if worker is not None:
+            worker.send_signal(signal.SIGTERM)
+            assert worker.wait(timeout=15) == 0
+        api.stop()

@@ -73,6 +73,7 @@ async def ensure_first_key(db: Database, *, credits: int) -> str | None:
 
 def register(app: typer.Typer) -> None:
     app.command()(serve)
+    app.command()(worker)
     app.command()(migrate)
     keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
     keys_app.command("create")(keys_create)
@@ -106,8 +107,7 @@ def serve(
         }
     )
     configure_logging(settings.log_level)
-    if settings.is_sqlite:
-        migrations.upgrade(settings.resolved_database_url)
+    if settings.is_sqlite:  # embedded mode: migrate (run_with_db does) and make a first key
         first_key = run_with_db(
             settings, lambda db: ensure_first_key(db, credits=settings.initial_credits)
         )
@@ -120,6 +120,32 @@ def serve(
                 highlight=False,
             )
     uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+
+
+def worker(data_dir: DataDirOption = None) -> None:
+    """Run only the task worker (scale-out: API processes use `serve --no-worker`)."""
+    import signal
+
+    from vidgate.gateway import Gateway
+    from vidgate.logs import configure_logging
+
+    settings = load_settings(data_dir).model_copy(update={"worker_enabled": True})
+    configure_logging(settings.log_level)
+    migrations.upgrade(settings.resolved_database_url)
+
+    async def run() -> None:
+        gateway = Gateway.build(settings)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        await gateway.start()
+        try:
+            await stop.wait()
+        finally:
+            await gateway.close()
+
+    asyncio.run(run())
 
 
 def migrate(data_dir: DataDirOption = None) -> None:
