@@ -6,10 +6,8 @@ import io
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
@@ -17,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import GatewayProcess, decode_mp4, wait_for_task
+from support import GatewayProcess, decode_mp4, static_http_server, wait_for_task
 
 pytestmark = pytest.mark.e2e
 
@@ -54,26 +52,8 @@ def image_server() -> Iterator[str]:
     """A loopback server with a red PNG at /red.png (the gateway allows 127.0.0.0/8 in tests)."""
     buffer = io.BytesIO()
     Image.new("RGB", (320, 240), (220, 20, 20)).save(buffer, format="PNG")
-    png = buffer.getvalue()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            if self.path != "/red.png":
-                self.send_error(404)
-                return
-            self.send_response(200)
-            self.send_header("Content-Type", "image/png")
-            self.send_header("Content-Length", str(len(png)))
-            self.end_headers()
-            self.wfile.write(png)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with static_http_server({"/red.png": ("image/png", buffer.getvalue())}) as base_url:
+        yield base_url
 
 
 def test_text_to_video_create_poll_download_decode(

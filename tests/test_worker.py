@@ -7,17 +7,15 @@ interface); the sample renderer and real processes are covered end to end elsewh
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 from sqlalchemy import update
 
-from support import Caller, make_caller
+from support import Caller, make_caller, static_http_server
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import VideoTask
@@ -312,25 +310,12 @@ async def test_completed_task_cannot_fail_afterwards(harness: Harness) -> None:
 
 
 @pytest.fixture
-def mp4_server(tmp_path: Path) -> Iterator[str]:
+def mp4_server() -> Iterator[str]:
     payload = b"\x00\x00\x00\x18ftypisom" + b"\x01" * 4096
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            self.send_response(200)
-            self.send_header("Content-Type", "application/octet-stream")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/result.mp4"
-    server.shutdown()
+    # Served as octet-stream on purpose: the kind is judged by magic bytes.
+    files = {"/result.mp4": ("application/octet-stream", payload)}
+    with static_http_server(files) as base_url:
+        yield f"{base_url}/result.mp4"
 
 
 async def test_remote_result_urls_are_downloaded_into_the_store(

@@ -29,8 +29,13 @@ def _owned(task_id: str, owner: str) -> Any:
     )
 
 
-async def _update_owned(db: Database, task_id: str, owner: str, **values: Any) -> bool:
+async def _update_owned(
+    db: Database, task_id: str, owner: str, *, release_lease: bool = True, **values: Any
+) -> bool:
+    """Apply `values` if we still hold the lease; by default also give the lease back."""
     values.setdefault("updated_at", utcnow())
+    if release_lease:
+        values.update(lease_owner=None, lease_expires_at=None)
     async with db.write() as session:
         result = await session.execute(
             update(VideoTask).where(_owned(task_id, owner)).values(**values)
@@ -43,6 +48,7 @@ async def extend_lease(db: Database, task_id: str, owner: str, *, lease_s: float
         db,
         task_id,
         owner,
+        release_lease=False,
         lease_expires_at=utcnow() + timedelta(seconds=lease_s),
         updated_at=VideoTask.updated_at,
     )
@@ -63,8 +69,6 @@ async def record_submission(
         channel=channel,
         started_at=now,
         run_after=run_after,
-        lease_owner=None,
-        lease_expires_at=None,
     )
 
 
@@ -78,8 +82,6 @@ async def record_progress(
         status=TaskStatus.PROCESSING.value,
         progress=max(0, min(99, progress)),
         run_after=run_after,
-        lease_owner=None,
-        lease_expires_at=None,
     )
 
 
@@ -95,8 +97,6 @@ async def schedule_retry(
     values: dict[str, Any] = {
         "attempts": VideoTask.attempts + 1,
         "run_after": run_after,
-        "lease_owner": None,
-        "lease_expires_at": None,
     }
     if step is not None:
         values["step"] = step.value
@@ -107,9 +107,7 @@ async def schedule_retry(
 
 async def release(db: Database, task_id: str, owner: str) -> bool:
     """Give the lease back without other changes (graceful shutdown)."""
-    return await _update_owned(
-        db, task_id, owner, lease_owner=None, lease_expires_at=None, updated_at=VideoTask.updated_at
-    )
+    return await _update_owned(db, task_id, owner, updated_at=VideoTask.updated_at)
 
 
 async def complete(db: Database, task_id: str, owner: str, *, file_key: str) -> bool:
@@ -124,8 +122,6 @@ async def complete(db: Database, task_id: str, owner: str, *, file_key: str) -> 
         file_key=file_key,
         completed_at=now,
         updated_at=now,
-        lease_owner=None,
-        lease_expires_at=None,
     )
 
 
