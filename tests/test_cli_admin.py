@@ -43,6 +43,14 @@ def test_keys_and_credits_commands(tmp_path: Path) -> None:
     shown = vidgate(tmp_path, "credits", "show", "--account", "1")
     assert "balance 75 (ledger total 75)" in shown.stdout
 
+    limited = vidgate(
+        tmp_path, "keys", "limits", "2", "--rate-limit", "2.5", "--max-concurrent-jobs", "3"
+    )
+    assert limited.returncode == 0, limited.stderr
+    assert "key 2: rate limit 2.5 requests/s, concurrent jobs 3" in limited.stdout
+    reset = vidgate(tmp_path, "keys", "limits", "2")
+    assert "key 2: rate limit default (20/s), concurrent jobs default (20)" in reset.stdout
+
     revoked = vidgate(tmp_path, "keys", "revoke", "1")
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked" in revoked.stdout
@@ -60,6 +68,8 @@ def test_keys_and_credits_commands(tmp_path: Path) -> None:
         (("credits", "grant", "--account", "1", "0"), "amount"),
         (("keys", "create"), "--title"),
         (("keys", "revoke", "abc"), "key_id"),
+        (("keys", "limits", "1", "--rate-limit", "0"), "rate limit: must be a positive"),
+        (("keys", "limits", "42"), "API key 42 not found"),
     ],
 )
 def test_bad_arguments_fail_clearly(tmp_path: Path, args: tuple[str, ...], message: str) -> None:

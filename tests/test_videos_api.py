@@ -347,3 +347,19 @@ async def test_model_without_a_configured_provider_is_503(
     message = assert_error(response, 503, "upstream_unavailable")
     assert message == "no provider is configured for model remote-only"
     assert response.headers["retry-after"] == "60"
+
+
+async def test_a_keys_own_rate_limit_wins(
+    client: httpx.AsyncClient, gateway: Gateway, caller: Caller
+) -> None:
+    async with gateway.db.write() as session:
+        from vidgate.keys import service as keys
+
+        await keys.set_limits(
+            session, key_id=caller.key_id, rate_limit_per_second=0.5, max_concurrent_jobs=None
+        )
+    first = await client.get("/api/v1/account/balances", headers=caller.headers)
+    assert first.headers["ratelimit-policy"] == '"per-key";q=1;w=2'
+    refused = await client.get("/api/v1/account/balances", headers=caller.headers)
+    assert "0.5 requests/s" in assert_error(refused, 429, "rate_limited")
+    assert refused.headers["retry-after"] == "2"

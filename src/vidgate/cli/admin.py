@@ -31,6 +31,16 @@ DataDirOption = Annotated[
 ]
 
 
+RateLimitOption = Annotated[
+    float | None,
+    typer.Option("--rate-limit", help="Requests per second for this key (default: the gateway's)"),
+]
+MaxJobsOption = Annotated[
+    int | None,
+    typer.Option("--max-concurrent-jobs", help="Tasks in flight for this key (default: gateway's)"),
+]
+
+
 def load_settings(data_dir: Path | None = None) -> Settings:
     settings = Settings()
     if data_dir is not None:
@@ -79,6 +89,7 @@ def register(app: typer.Typer) -> None:
     keys_app.command("create")(keys_create)
     keys_app.command("list")(keys_list)
     keys_app.command("revoke")(keys_revoke)
+    keys_app.command("limits")(keys_limits)
     app.add_typer(keys_app, name="keys")
     credits_app = typer.Typer(help="Grant and inspect account credits.", no_args_is_help=True)
     credits_app.command("grant")(credits_grant)
@@ -163,6 +174,8 @@ def keys_create(
     credits: Annotated[
         int, typer.Option("--credits", min=0, help="Credits to grant to the account")
     ] = 0,
+    rate_limit: RateLimitOption = None,
+    max_concurrent_jobs: MaxJobsOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Create an API key; prints the plaintext key alone on the last line."""
@@ -179,11 +192,45 @@ def keys_create(
                     session, account_id=account_id, amount=credits, note="keys create"
                 )
             key, plaintext = await keys.create_key(session, account_id=account_id, title=title)
+            if rate_limit is not None or max_concurrent_jobs is not None:
+                await keys.set_limits(
+                    session,
+                    key_id=key.id,
+                    rate_limit_per_second=rate_limit,
+                    max_concurrent_jobs=max_concurrent_jobs,
+                )
             return account_id, key.id, plaintext
 
     account_id, key_id, plaintext = run_with_db(settings, work)
     err.print(f"created key {key_id} for account {account_id} (shown once):")
     print(plaintext)
+
+
+def keys_limits(
+    key_id: Annotated[int, typer.Argument(help="Key id (see `vidgate keys list`)")],
+    rate_limit: RateLimitOption = None,
+    max_concurrent_jobs: MaxJobsOption = None,
+    data_dir: DataDirOption = None,
+) -> None:
+    """Set a key's own limits; an omitted limit goes back to the gateway's default."""
+    settings = load_settings(data_dir)
+
+    async def work(db: Database) -> tuple[float | None, int | None]:
+        async with db.write() as session:
+            key = await keys.set_limits(
+                session,
+                key_id=key_id,
+                rate_limit_per_second=rate_limit,
+                max_concurrent_jobs=max_concurrent_jobs,
+            )
+            return key.rate_limit_per_second, key.max_concurrent_jobs
+
+    rate, jobs = run_with_db(settings, work)
+    rate_text = (
+        f"{rate:g} requests/s" if rate else f"default ({settings.rate_limit_per_second:g}/s)"
+    )
+    jobs_text = str(jobs) if jobs else f"default ({settings.max_concurrent_jobs})"
+    out.print(f"key {key_id}: rate limit {rate_text}, concurrent jobs {jobs_text}")
 
 
 def keys_list(

@@ -67,6 +67,27 @@ async def create_key(session: AsyncSession, *, account_id: int, title: str) -> t
     return key, plaintext
 
 
+async def set_limits(
+    session: AsyncSession,
+    *,
+    key_id: int,
+    rate_limit_per_second: float | None,
+    max_concurrent_jobs: int | None,
+) -> ApiKey:
+    """Per-key limits; None puts a limit back to the gateway's default."""
+    if rate_limit_per_second is not None and rate_limit_per_second <= 0:
+        raise InvalidRequest("rate limit: must be a positive number of requests per second")
+    if max_concurrent_jobs is not None and max_concurrent_jobs < 1:
+        raise InvalidRequest("max concurrent jobs: must be at least 1")
+    key = await session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"API key {key_id} not found")
+    key.rate_limit_per_second = rate_limit_per_second
+    key.max_concurrent_jobs = max_concurrent_jobs
+    await session.flush()
+    return key
+
+
 async def list_keys(session: AsyncSession, *, account_id: int | None = None) -> list[ApiKey]:
     query = select(ApiKey).order_by(ApiKey.id)
     if account_id is not None:
