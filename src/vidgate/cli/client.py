@@ -1,9 +1,252 @@
-"""Client commands that talk HTTP to a running gateway (filled in by the video tasks work)."""
+"""Client commands that talk HTTP to a running gateway, through the sync SDK.
+
+Messages and progress go to stderr; stdout gets only what scripts want to capture (the task id,
+the downloaded file's path, or the task's JSON).
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+from vidgate.client import (
+    APIConnectionError,
+    APIStatusError,
+    MissingAPIKeyError,
+    Task,
+    VidgateClient,
+    VidgateError,
+)
+from vidgate.client._base import API_KEY_ENV, BASE_URL_ENV, DEFAULT_BASE_URL
+
+# soft_wrap: captured (non-TTY) output keeps one message per line.
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+BaseUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--base-url",
+        envvar=BASE_URL_ENV,
+        show_envvar=True,
+        help=f"Gateway URL (default: {DEFAULT_BASE_URL})",
+    ),
+]
+ApiKeyOption = Annotated[
+    str | None,
+    typer.Option("--api-key", envvar=API_KEY_ENV, show_envvar=True, help="API key (sk-...)"),
+]
 
 
 def register(app: typer.Typer) -> None:
-    del app
+    app.command()(generate)
+    app.command()(status)
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}")
+    return typer.Exit(code)
+
+
+@contextmanager
+def _gateway(base_url: str | None, api_key: str | None) -> Iterator[VidgateClient]:
+    """A client whose errors end the command with a clear message and no traceback."""
+    client = VidgateClient(base_url=base_url, api_key=api_key)
+    try:
+        with client:
+            yield client
+    except MissingAPIKeyError:
+        raise _fail(f"no API key: pass --api-key or set {API_KEY_ENV}", code=2) from None
+    except APIConnectionError as exc:
+        raise _fail(
+            f"{exc.message}\nIs the gateway running at {client.base_url}? "
+            f"(set it with --base-url or {BASE_URL_ENV})"
+        ) from None
+    except APIStatusError as exc:
+        raise _fail(f"{exc.code or 'http_error'}: {exc.message} (HTTP {exc.status_code})") from None
+    except VidgateError as exc:
+        raise _fail(exc.message) from None
+
+
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What the video should show")],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model id (see /api/v1/models)")] = (
+        "sora2"
+    ),
+    task_type: Annotated[
+        str | None,
+        typer.Option("--type", help="text-to-video, image-to-video or video-to-video"),
+    ] = None,
+    aspect_ratio: Annotated[str | None, typer.Option(help="landscape, portrait or square")] = None,
+    n_frames: Annotated[str | None, typer.Option(help="Sora clip length: 10 or 15")] = None,
+    duration: Annotated[str | None, typer.Option(help="Clip length in seconds")] = None,
+    resolution: Annotated[str | None, typer.Option(help="e.g. 240p, 720p")] = None,
+    image: Annotated[
+        list[str] | None, typer.Option("--image", help="Reference image URL (repeatable)")
+    ] = None,
+    remove_watermark: Annotated[
+        bool, typer.Option("--remove-watermark", help="Ask for no watermark")
+    ] = False,
+    callback_url: Annotated[str | None, typer.Option(help="URL to call when the task ends")] = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option(help="Retry-safe create: same key, same task")
+    ] = None,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for the video and download it")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", help="With --wait: where to save (default: TASK_ID.mp4)"),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after this many seconds")
+    ] = None,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Create a video task; prints its id (alone on the last line of stdout).
+
+    With --wait: follow its progress, then download the MP4 (exit 1 if the task fails).
+    """
+    if output is not None and not wait:
+        raise _fail("--output needs --wait (nothing is downloaded without it)", code=2)
+    with _gateway(base_url, api_key) as client:
+        created = client.videos.generate(
+            model=model,
+            prompt=prompt,
+            idempotency_key=idempotency_key,
+            type=task_type,
+            image_urls=image or None,
+            aspect_ratio=aspect_ratio,
+            n_frames=n_frames,
+            duration=duration,
+            resolution=resolution,
+            remove_watermark=remove_watermark or None,
+            callback_url=callback_url,
+        )
+        err.print(
+            f"created task {created.task_id} ({created.model}): "
+            f"{_credits(created.credits_used)} used, {_credits(created.remaining_credits)} left"
+        )
+        if not wait:
+            print(created.task_id)
+            return
+        try:
+            task = _follow(client, created.task_id, timeout=timeout)
+        except KeyboardInterrupt:
+            err.print(
+                f"interrupted; the task goes on: `vidgate status {created.task_id}` to check it"
+            )
+            raise typer.Exit(130) from None
+        if task.status != "completed":
+            raise _fail(f"task {task.task_id} failed: {task.error_message or 'no reason given'}")
+        target = output or Path(f"{task.task_id}.mp4")
+        _download(client, task, target)
+        err.print(f"saved {target}")
+        print(target)
+
+
+def _credits(amount: int) -> str:
+    return f"{amount} credit{'' if amount == 1 else 's'}"
+
+
+def _follow(client: VidgateClient, task_id: str, *, timeout: float | None) -> Task:
+    """Wait for the task, with a live progress bar on a terminal and plain lines elsewhere."""
+    if not err.is_terminal:
+        seen: set[tuple[str, int]] = set()
+
+        def log(task: Task) -> None:
+            if (task.status, task.progress) not in seen:
+                seen.add((task.status, task.progress))
+                err.print(f"{task.task_id}: {task.status} {task.progress}%")
+
+        return client.videos.wait(task_id, timeout=timeout, on_update=log)
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        bar = progress.add_task(f"{task_id} pending", total=100)
+
+        def show(task: Task) -> None:
+            progress.update(bar, description=f"{task_id} {task.status}", completed=task.progress)
+
+        return client.videos.wait(task_id, timeout=timeout, on_update=show)
+
+
+def _download(client: VidgateClient, task: Task, target: Path) -> None:
+    if not err.is_terminal:
+        client.videos.download(task, target)
+        return
+    columns = (
+        TextColumn("downloading"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err) as progress:
+        bar = progress.add_task("download", total=None)
+
+        def show(done: int, total: int | None) -> None:
+            progress.update(bar, completed=done, total=total)
+
+        client.videos.download(task, target, on_progress=show)
+
+
+_STATUS_FIELDS = (
+    "task_id",
+    "model",
+    "type",
+    "status",
+    "progress",
+    "video_url",
+    "error_message",
+    "credits_used",
+    "credits_refunded",
+    "created_at",
+    "updated_at",
+    "completed_at",
+)
+
+
+def status(
+    task_id: Annotated[str, typer.Argument(help="Task id (vid_...)")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the task as JSON")] = False,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Show a task's status, progress, cost and video URL."""
+    with _gateway(base_url, api_key) as client:
+        task = client.videos.get(task_id)
+    fields = task.model_dump(mode="json", by_alias=True)
+    if as_json:
+        print(json.dumps(fields, indent=2))
+        return
+    width = max(len(name) for name in _STATUS_FIELDS)
+    for name in _STATUS_FIELDS:
+        value = fields.get(name)
+        if name == "progress":
+            value = f"{value}%"
+        print(f"{name:<{width}}  {'-' if value is None else value}")
