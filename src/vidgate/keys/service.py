@@ -123,21 +123,33 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Authorization header must be 'Bearer YOUR_API_KEY'")
+    # Every authenticated request runs this: select the few columns needed, not the entity.
     async with db.read() as session:
-        key = await session.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(token)))
-    if key is None or key.status == KeyStatus.REVOKED:
+        row = (
+            await session.execute(
+                select(
+                    ApiKey.id,
+                    ApiKey.account_id,
+                    ApiKey.status,
+                    ApiKey.last_used_at,
+                    ApiKey.rate_limit_per_second,
+                    ApiKey.max_concurrent_jobs,
+                ).where(ApiKey.key_hash == hash_key(token))
+            )
+        ).first()
+    if row is None or row.status == KeyStatus.REVOKED:
         raise Unauthorized("Invalid API key")
     now = utcnow()
-    if key.last_used_at is None or now - key.last_used_at >= LAST_USED_RESOLUTION:
+    if row.last_used_at is None or now - row.last_used_at >= LAST_USED_RESOLUTION:
         async with db.write() as session:
             await session.execute(
                 update(ApiKey)
-                .where(ApiKey.id == key.id, ApiKey.status != KeyStatus.REVOKED.value)
+                .where(ApiKey.id == row.id, ApiKey.status != KeyStatus.REVOKED.value)
                 .values(last_used_at=now, status=KeyStatus.ACTIVE.value)
             )
     return Principal(
-        key_id=key.id,
-        account_id=key.account_id,
-        rate_limit_per_second=key.rate_limit_per_second,
-        max_concurrent_jobs=key.max_concurrent_jobs,
+        key_id=row.id,
+        account_id=row.account_id,
+        rate_limit_per_second=row.rate_limit_per_second,
+        max_concurrent_jobs=row.max_concurrent_jobs,
     )

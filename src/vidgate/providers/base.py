@@ -70,6 +70,8 @@ class Provider(Protocol):
     name: str
     # True for local providers whose jobs die with the process: resubmitting costs nobody money.
     resubmit_lost_jobs: bool
+    # How often its jobs are worth polling; None: the gateway's provider_poll_interval_s.
+    poll_interval_s: float | None
 
     async def submit(self, request: GenerationRequest) -> Submission: ...
 

@@ -22,6 +22,7 @@ from vidgate.providers.base import (
 class InMemoryProvider:
     name: str = "memory"
     resubmit_lost_jobs: bool = False
+    poll_interval_s: float | None = None
     # Each submit pops the next item: an exception to raise, or None to accept.
     submit_script: deque[ProviderError | None] = field(default_factory=deque)
     # Each poll pops the next item (the last one repeats): a status, or an exception to raise.

@@ -72,6 +72,7 @@ class _Job:
 class SampleProvider:
     name = "sample"
     resubmit_lost_jobs = True
+    poll_interval_s: float | None = 0.25  # a local poll is a dict lookup
 
     def __init__(
         self, *, work_dir: Path, failure_injection: bool = False, max_parallel_renders: int = 1

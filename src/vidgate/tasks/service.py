@@ -134,6 +134,7 @@ async def create_task(
                     f"(limit {max_jobs}); wait for one to finish",
                     headers={"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)},
                 )
+            provider_request_id = f"provider_req_{ULID()}"
             session.add(
                 VideoTask(
                     id=task_id,
@@ -144,7 +145,7 @@ async def create_task(
                     prompt=request.prompt,
                     params={"options": checked.options, "image_urls": checked.image_urls},
                     callback_url=request.callback_url,
-                    provider_request_id=f"provider_req_{ULID()}",
+                    provider_request_id=provider_request_id,
                     status=TaskStatus.PENDING.value,
                     step=TaskStep.SUBMIT.value,
                     run_after=now,
@@ -158,11 +159,9 @@ async def create_task(
             remaining = await billing.debit(
                 session, account_id=principal.account_id, amount=checked.credits, task_id=task_id
             )
-            task = await session.get(VideoTask, task_id)
-            assert task is not None
             created = CreatedTask(
                 task_id=task_id,
-                request_id=task.provider_request_id,
+                request_id=provider_request_id,
                 credits_used=checked.credits,
                 remaining_credits=remaining,
                 model=checked.model.id,

@@ -145,7 +145,7 @@ class TaskRunner:
                 self.owner,
                 upstream_id=submission.upstream_id,
                 channel=route.provider.name,
-                run_after=self._next_poll(task),
+                run_after=self._next_poll(task, route.provider),
             )
             logger.info("task %s: submitted to %s", task.id, route.provider.name)
             return
@@ -177,7 +177,7 @@ class TaskRunner:
                 task.id,
                 self.owner,
                 progress=status.progress,
-                run_after=self._next_poll(task),
+                run_after=self._next_poll(task, provider),
             )
         elif status.state == JobState.FAILED:
             raise _TaskFailed("generation_failed", status.error or "generation failed")
@@ -221,9 +221,11 @@ class TaskRunner:
             images.append(fetched.data)
         return tuple(images)
 
-    def _next_poll(self, task: VideoTask) -> datetime:
-        at = utcnow() + timedelta(seconds=self.settings.provider_poll_interval_s)
-        return min(at, task.deadline_at)
+    def _next_poll(self, task: VideoTask, provider: Provider) -> datetime:
+        interval = provider.poll_interval_s
+        if interval is None:
+            interval = self.settings.provider_poll_interval_s
+        return min(utcnow() + timedelta(seconds=interval), task.deadline_at)
 
     async def _retry_or_fail(self, task: VideoTask, message: str) -> None:
         attempt = task.attempts + 1
