@@ -409,17 +409,17 @@ def render_table(
         + ".",
     ]
     if renders:
-        from vidgate.settings import Settings
+        from vidgate.providers.sample import SampleProvider
 
-        provider_poll_s = Settings.model_fields["provider_poll_interval_s"].default
+        provider_poll_s = SampleProvider.poll_interval_s
         lines += [
             "",
             "## Create -> completed (worker on, polled every 0.2 s, runs one after another)",
             "",
             "Render alone: the same clip rendered by the sample renderer in the benchmark "
             "process, no gateway (the floor). The gateway sees a render finish on its next "
-            f"provider poll (`VIDGATE_PROVIDER_POLL_INTERVAL_S`, {provider_poll_s:g} s by "
-            "default), the client on its next 0.2 s poll.",
+            f"poll of the job (every {provider_poll_s:g} s for the sample provider), the "
+            "client on its next 0.2 s poll.",
             "",
             "| Request | Video produced | Runs | Min s | Median s | All runs s "
             "| Render alone, median s |",

@@ -115,7 +115,7 @@ class GatewayProcess:
             time.sleep(0.1)
         else:
             raise RuntimeError(f"gateway did not become ready:\n{self.log()}")
-        if self.api_key is None:
+        if self.api_key is None:  # embedded mode prints the first account's key once
             found = _KEY_PATTERN.search(self.log())
             assert found, "serve did not print the first API key"
             self.api_key = found.group(0)

@@ -241,3 +241,36 @@ def test_separate_worker_process_runs_tasks_of_a_no_worker_api(tmp_path: Path) -
             worker.send_signal(signal.SIGTERM)
             assert worker.wait(timeout=15) == 0
         api.stop()
+
+
+def test_postgresql_deployment_end_to_end(private_postgres_url: str, tmp_path: Path) -> None:
+    """The same flow on PostgreSQL: migrate, create a key with the CLI, serve, generate."""
+    env = {"VIDGATE_DATABASE_URL": private_postgres_url}
+    server = GatewayProcess(tmp_path / "gw", env=env)
+    created = subprocess.run(
+        [sys.executable, "-m", "vidgate", "keys", "create", "--title", "pg", "--credits", "40"],
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    server.api_key = created.stdout.strip().splitlines()[-1]
+    server.start()
+    try:
+        ready = httpx.get(f"{server.base_url}/readyz").json()["data"]
+        assert ready == {"status": "ready", "database": "postgresql"}
+        body = {"model": "sora2", "prompt": "on postgres [fail: nope]"}
+        failed_id = post_generate(server, body).json()["data"]["task_id"]
+        body = {"model": "sample", "prompt": "on postgres", "duration": "1", "resolution": "240p"}
+        task_id = post_generate(server, body).json()["data"]["task_id"]
+        assert wait_for_task(server, task_id)["status"] == "completed"
+        failed = wait_for_task(server, failed_id)
+        assert (failed["status"], failed["credits_refunded"]) == ("failed", 30)
+        assert credits(server) == 39
+        video = decode_mp4(
+            download(wait_for_task(server, task_id)["video_url"], tmp_path / "pg.mp4")
+        )
+        assert len(video["frames"]) == 24
+    finally:
+        server.stop()
