@@ -50,12 +50,15 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
 async def test_readyz_reports_unreachable_database(tmp_path) -> None:
     broken = Settings(
         data_dir=tmp_path,
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/missing/dir/vidgate.db",
+        # Nothing listens on port 1: connections are refused at once.
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/vidgate",
         worker_enabled=False,
     )
-    transport = httpx.ASGITransport(app=create_app(broken))
+    app = create_app(broken)
+    transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
         message = assert_error(await http.get("/readyz"), 503, "service_unavailable")
+    await app.state.gateway.close()  # ASGITransport runs no lifespan, so close it here
     assert "database" in message
 
 
@@ -258,20 +261,27 @@ async def test_unexpected_errors_are_500_without_details(gateway: Gateway) -> No
 async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     paths = document["paths"]
-    expected = {
-        ("/healthz", "get"),
-        ("/readyz", "get"),
+    with_key = {
         ("/api/v1/account/balances", "get"),
         ("/api/v1/keys", "post"),
         ("/api/v1/keys", "get"),
         ("/api/v1/keys/{key_id}", "delete"),
+        ("/api/v1/videos/generate", "post"),
+        ("/api/v1/videos/history", "get"),
+        ("/api/v1/videos/{task_id}", "get"),
     }
+    without_key = {("/readyz", "get"), ("/api/v1/models", "get"), ("/files/{key}", "get")}
     listed = {(path, method) for path, item in paths.items() for method in item}
-    assert expected <= listed
-    for path, method in expected - {("/healthz", "get")}:
+    assert with_key | without_key | {("/healthz", "get")} == listed
+    for path, method in with_key | without_key:
         codes = set(paths[path][method]["responses"])
-        assert "500" in codes, (path, method)
-        if path.startswith("/api/"):
-            assert {"400", "401"} <= codes, (path, method)
+        assert {"400", "404", "500"} <= codes, (path, method)
+        assert "422" not in codes, (path, method)  # validation errors are 400s here
+        assert ({"401", "429"} <= codes) == ((path, method) in with_key), (path, method)
+    generate = set(paths["/api/v1/videos/generate"]["post"]["responses"])
+    assert {"402", "409", "413", "415", "503"} <= generate
+    assert "503" in paths["/readyz"]["get"]["responses"]
+    assert "403" in paths["/files/{key}"]["get"]["responses"]
     schema = paths["/api/v1/keys"]["post"]["responses"]["401"]["content"]["application/json"]
     assert schema["schema"]["$ref"].endswith("/ErrorEnvelope")
+    assert "HTTPValidationError" not in document["components"]["schemas"]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api.errors import install_error_handlers
+from vidgate.api.errors import drop_framework_validation_responses, install_error_handlers
 from vidgate.api.request_context import RequestContextMiddleware
 from vidgate.api.routers import account, files, health, keys, models, videos
 from vidgate.gateway import Gateway
@@ -45,6 +46,14 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         files.router,
     ):
         app.include_router(router)
+    default_openapi = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = drop_framework_validation_responses(default_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,

@@ -86,24 +86,35 @@ def install_error_handlers(app: FastAPI) -> None:
         return error_response(error, request_id_of(request))
 
 
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorEnvelope, "description": cls.default_message}
-    for status, cls in {
-        400: errors.InvalidRequest,
-        401: errors.Unauthorized,
-        404: errors.NotFound,
-        500: errors.InternalError,
-    }.items()
-}
-
-
-def responses(*extra: type[errors.VidgateError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI error responses of a route: the common ones plus the route's own."""
-    result = dict(ERROR_RESPONSES)
-    for cls in extra:
+def responses(
+    *extra: type[errors.VidgateError], auth: bool = True
+) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI error responses: the common ones, the key's (401, 429) when the route
+    needs a key, and the route's own."""
+    common: list[type[errors.VidgateError]] = [
+        errors.InvalidRequest,
+        errors.NotFound,
+        errors.InternalError,
+    ]
+    if auth:
+        common += [errors.Unauthorized, errors.RateLimited]
+    result: dict[int | str, dict[str, Any]] = {}
+    for cls in [*common, *extra]:
         previous = result.get(cls.status_code)
         description = cls.default_message
-        if previous and previous["description"] != description:
+        if previous and description not in previous["description"]:
             description = f"{previous['description']}; {description}"
         result[cls.status_code] = {"model": ErrorEnvelope, "description": description}
     return result
+
+
+def drop_framework_validation_responses(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI documents a 422 on every route with parameters; vidgate answers 400 instead."""
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            if isinstance(operation, dict):
+                operation.get("responses", {}).pop("422", None)
+    schemas = document.get("components", {}).get("schemas", {})
+    for name in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(name, None)
+    return document

@@ -92,9 +92,10 @@ class SampleProvider:
         prompt, injection = parse_injection(request.prompt)
         if not self.failure_injection:
             prompt, injection = request.prompt, Injection()
-        self._submits[request.task_id] += 1
-        if self._submits[request.task_id] <= injection.flaky_submits:
-            raise TechnicalError("sample provider is flaky on purpose ([flaky] in the prompt)")
+        if injection.flaky_submits:  # counted only for [flaky] prompts, so nothing accumulates
+            self._submits[request.task_id] += 1
+            if self._submits[request.task_id] <= injection.flaky_submits:
+                raise TechnicalError("sample provider is flaky on purpose ([flaky] in the prompt)")
         upstream_id = f"sample_{request.task_id}"
         output = self.output_path(upstream_id)
         output.unlink(missing_ok=True)

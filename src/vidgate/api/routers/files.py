@@ -19,7 +19,7 @@ router = APIRouter(tags=["files"])
     response_class=FileResponse,
     responses={
         200: {"content": {"video/mp4": {}}, "description": "The file (or the requested range)"},
-        **responses(errors.Forbidden),
+        **responses(errors.Forbidden, auth=False),
     },
 )
 async def download_file(

@@ -25,7 +25,7 @@ class ModelInfo(BaseModel):
     providers: list[str]
 
 
-@router.get("", response_model=Envelope[list[ModelInfo]], responses=responses())
+@router.get("", response_model=Envelope[list[ModelInfo]], responses=responses(auth=False))
 async def list_models(request: Request, gateway: GatewayDep) -> Envelope[list[ModelInfo]]:
     data = [
         ModelInfo(

@@ -31,7 +31,6 @@ POLL_AFTER_MS = "2000"
         errors.IdempotencyKeyInUse,
         errors.PayloadTooLarge,
         errors.UnsupportedMediaType,
-        errors.RateLimited,
         errors.TooManyConcurrentJobs,
         errors.UpstreamUnavailable,
     ),
@@ -68,9 +67,7 @@ async def generate(
     return Envelope(data=outcome.task, request_id=request_id_of(request))
 
 
-@router.get(
-    "/history", response_model=Envelope[HistoryPage], responses=responses(errors.RateLimited)
-)
+@router.get("/history", response_model=Envelope[HistoryPage], responses=responses())
 async def video_history(
     request: Request,
     principal: CurrentPrincipal,
@@ -85,9 +82,7 @@ async def video_history(
     return Envelope(data=data, request_id=request_id_of(request))
 
 
-@router.get(
-    "/{task_id}", response_model=Envelope[TaskView], responses=responses(errors.RateLimited)
-)
+@router.get("/{task_id}", response_model=Envelope[TaskView], responses=responses())
 async def get_video(
     task_id: str,
     request: Request,
