@@ -363,3 +363,23 @@ async def test_a_keys_own_rate_limit_wins(
     refused = await client.get("/api/v1/account/balances", headers=caller.headers)
     assert "0.5 requests/s" in assert_error(refused, 429, "rate_limited")
     assert refused.headers["retry-after"] == "2"
+
+
+async def test_malformed_idempotency_key_and_conflicting_shapes(
+    client: httpx.AsyncClient, gateway: Gateway, caller: Caller
+) -> None:
+    message = assert_error(
+        await client.post(
+            GENERATE, json=SEED_BODY, headers={**caller.headers, "Idempotency-Key": "k" * 256}
+        ),
+        400,
+        "invalid_request",
+    )
+    assert message == "Idempotency-Key: must be 1-255 printable characters"
+    both = {"model": "sora2", "prompt": "a", "input": {"prompt": "b"}}
+    message = assert_error(
+        await client.post(GENERATE, json=both, headers=caller.headers), 400, "invalid_request"
+    )
+    assert message == "prompt is given both at the top level and in input"
+    assert await count_tasks(gateway, caller.account_id) == 0
+    assert await balance(client, caller) == 120
