@@ -6,54 +6,18 @@ under CI=true, where a missing service is a failure.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
-from support import Caller, GatewayProcess, make_caller
+from support import Caller, GatewayProcess, fresh_postgres_database, make_caller
 from vidgate.app import create_app
 from vidgate.db import migrate
 from vidgate.db.engine import Database, open_database
 from vidgate.gateway import Gateway
 from vidgate.settings import Settings
-
-PG_ADMIN_DSN = os.environ.get(
-    "VIDGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-IN_CI = os.environ.get("CI", "").lower() == "true"
-
-
-def service_missing(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
-
-
-@contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database, dropped afterwards."""
-    name = f"vidgate_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    try:
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -18,6 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
+import pytest
+from psycopg import sql
 
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
@@ -209,3 +213,37 @@ def static_http_server(files: dict[str, tuple[str, bytes]]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# -- PostgreSQL ---------------------------------------------------------------------------
+
+PG_ADMIN_DSN = os.environ.get(
+    "VIDGATE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def service_missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (required under CI=true)")
+    pytest.skip(reason)
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty PostgreSQL database, dropped afterwards."""
+    name = f"vidgate_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+    with admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    try:
+        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+            admin.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

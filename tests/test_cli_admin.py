@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from support import fresh_postgres_database
+
 VIDGATE = [sys.executable, "-m", "vidgate"]
 
 
@@ -77,3 +79,18 @@ def test_bad_arguments_fail_clearly(tmp_path: Path, args: tuple[str, ...], messa
     assert result.returncode != 0
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_serve_refuses_an_unmigrated_postgresql_database(tmp_path: Path) -> None:
+    with fresh_postgres_database() as url:  # created, never migrated
+        env = {"PATH": "/usr/bin:/bin", "VIDGATE_DATABASE_URL": url}
+        for command in (["serve", "--port", "1"], ["worker"]):
+            result = subprocess.run(
+                [*VIDGATE, *command, "--data-dir", str(tmp_path)],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+            )
+            assert result.returncode == 1, result.stderr
+            assert "run `vidgate migrate` first" in result.stderr

@@ -71,6 +71,15 @@ def run_with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
         raise fail(error.message) from None
 
 
+def prepare_schema(settings: Settings) -> None:
+    """Embedded SQLite migrates itself; a shared database is migrated on purpose, by an
+    operator running `vidgate migrate`, so processes refuse to start on an old schema."""
+    if settings.is_sqlite:
+        migrations.upgrade(settings.resolved_database_url)
+    elif migrations.pending_revisions(settings.resolved_database_url):
+        raise fail("the database schema is not up to date: run `vidgate migrate` first")
+
+
 async def ensure_first_key(db: Database, *, credits: int) -> str | None:
     """On an empty database, create the first account and key; return the plaintext key."""
     async with db.write() as session:
@@ -118,7 +127,8 @@ def serve(
         }
     )
     configure_logging(settings.log_level)
-    if settings.is_sqlite:  # embedded mode: migrate (run_with_db does) and make a first key
+    prepare_schema(settings)
+    if settings.is_sqlite:  # embedded mode: make a first key
         first_key = run_with_db(
             settings, lambda db: ensure_first_key(db, credits=settings.initial_credits)
         )
@@ -142,7 +152,7 @@ def worker(data_dir: DataDirOption = None) -> None:
 
     settings = load_settings(data_dir).model_copy(update={"worker_enabled": True})
     configure_logging(settings.log_level)
-    migrations.upgrade(settings.resolved_database_url)
+    prepare_schema(settings)
 
     async def run() -> None:
         gateway = Gateway.build(settings)

@@ -6,6 +6,9 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, pool
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -28,3 +31,16 @@ def upgrade(database_url: str, revision: str = "head") -> None:
 
 def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
+
+
+def pending_revisions(database_url: str) -> bool:
+    """True when the database is behind the code's migrations (or not migrated at all)."""
+    config = alembic_config(database_url)
+    heads = set(ScriptDirectory.from_config(config).get_heads())
+    engine = create_engine(sync_url(database_url), poolclass=pool.NullPool)
+    try:
+        with engine.connect() as connection:
+            current = set(MigrationContext.configure(connection).get_current_heads())
+    finally:
+        engine.dispose()
+    return current != heads
