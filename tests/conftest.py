@@ -1,7 +1,7 @@
 """Shared fixtures: real SQLite and PostgreSQL databases, a gateway, an HTTP client.
 
-PostgreSQL (and later Redis) tests skip with a reason when the service is not running, except
-under CI=true, where a missing service is a failure.
+PostgreSQL tests skip with a reason when the service is not running, except under CI=true,
+where a missing service is a failure (support.service_missing).
 """
 
 from __future__ import annotations

@@ -16,20 +16,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import GatewayProcess, decode_mp4
+from support import GatewayProcess, decode_mp4, service_missing
 
 pytestmark = pytest.mark.e2e
 SEED_DIR = Path(__file__).parent / "seed"
 SEED_BASE_URL = "https://gateway.apimall.ai"
-IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
 def require(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
-        if IN_CI:
-            pytest.fail(f"{tool} is required under CI=true")
-        pytest.skip(f"{tool} is not installed")
+        service_missing(f"{tool} is not installed")
+    assert path is not None
     return path
 
 
