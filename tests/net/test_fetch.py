@@ -17,10 +17,10 @@ import httpx
 import pytest
 from PIL import Image
 
-from vidgate.net import fetch as fetch_module
 from vidgate.net.fetch import (
     FetchError,
     FetchPolicy,
+    Network,
     UnsafeURLError,
     fetch_url,
     sniff_kind,
@@ -174,15 +174,16 @@ def loopback_policy(**changes: object) -> FetchPolicy:
     return FetchPolicy(**fields)  # type: ignore[arg-type]
 
 
-@pytest.fixture
-def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Any DNS lookup or HTTP client creation fails the test."""
+async def _forbidden_resolve(host: str, port: int) -> list[ipaddress.IPv4Address]:
+    raise AssertionError("DNS used for a URL that must be refused up front")
 
-    def forbidden(*args: object, **kwargs: object) -> object:
-        raise AssertionError("network used for a URL that must be refused up front")
 
-    monkeypatch.setattr(fetch_module, "_lookup", forbidden)
-    monkeypatch.setattr(fetch_module, "_new_client", forbidden)
+def _forbidden_transport() -> httpx.AsyncBaseTransport:
+    raise AssertionError("network used for a URL that must be refused up front")
+
+
+# Any DNS lookup or connection fails the test.
+NO_NETWORK = Network(resolve=_forbidden_resolve, transport=_forbidden_transport)
 
 
 # --- fetching from real loopback servers ---------------------------------------------------
@@ -373,10 +374,10 @@ async def test_connection_refused_is_a_fetch_error() -> None:
         "https://127.0.0.1:8443/",
     ],
 )
-async def test_non_public_addresses_are_refused_without_traffic(url: str, no_network: None) -> None:
+async def test_non_public_addresses_are_refused_without_traffic(url: str) -> None:
     async with asyncio.timeout(1):
         with pytest.raises(UnsafeURLError, match="is not a public address"):
-            await fetch_url(url, policy=FetchPolicy())
+            await fetch_url(url, policy=FetchPolicy(), network=NO_NETWORK)
 
 
 @pytest.mark.asyncio
@@ -392,11 +393,9 @@ async def test_non_public_addresses_are_refused_without_traffic(url: str, no_net
         ("http:///x.png", "no host"),
     ],
 )
-async def test_bad_urls_are_refused_without_traffic(
-    url: str, message: str, no_network: None
-) -> None:
+async def test_bad_urls_are_refused_without_traffic(url: str, message: str) -> None:
     with pytest.raises(UnsafeURLError, match=message):
-        await fetch_url(url, policy=FetchPolicy())
+        await fetch_url(url, policy=FetchPolicy(), network=NO_NETWORK)
 
 
 @pytest.mark.asyncio
@@ -419,48 +418,50 @@ def test_unsafe_url_error_is_a_value_error() -> None:
 PUBLIC_IP = "93.184.215.14"
 
 
-def fake_dns(monkeypatch: pytest.MonkeyPatch, answers: list[list[str]]) -> list[tuple[str, int]]:
-    """Make ``_lookup`` return successive answers; returns the list of lookups made."""
-    calls: list[tuple[str, int]] = []
+class FakeNetwork:
+    """Scripted DNS answers (successive lookups get successive answers) and an HTTP handler;
+    records what was looked up and sent."""
 
-    async def lookup(host: str, port: int) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        calls.append((host, port))
-        return [ipaddress.ip_address(a) for a in answers[min(len(calls), len(answers)) - 1]]
+    def __init__(
+        self,
+        answers: list[list[str]],
+        handler: Callable[[httpx.Request], httpx.Response] | None = None,
+    ) -> None:
+        self.answers = answers
+        self.handler = handler or (lambda request: httpx.Response(200, content=PNG))
+        self.lookups: list[tuple[str, int]] = []
+        self.seen: list[httpx.Request] = []
 
-    monkeypatch.setattr(fetch_module, "_lookup", lookup)
-    return calls
+    async def resolve(
+        self, host: str, port: int
+    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        self.lookups.append((host, port))
+        answer = self.answers[min(len(self.lookups), len(self.answers)) - 1]
+        return [ipaddress.ip_address(a) for a in answer]
 
+    def _record(self, request: httpx.Request) -> httpx.Response:
+        self.seen.append(request)
+        return self.handler(request)
 
-def mock_transport(
-    monkeypatch: pytest.MonkeyPatch, handler: Callable[[httpx.Request], httpx.Response]
-) -> list[httpx.Request]:
-    seen: list[httpx.Request] = []
-
-    def record(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return handler(request)
-
-    def client(policy: FetchPolicy) -> httpx.AsyncClient:
-        return httpx.AsyncClient(transport=httpx.MockTransport(record), trust_env=False)
-
-    monkeypatch.setattr(fetch_module, "_new_client", client)
-    return seen
+    @property
+    def network(self) -> Network:
+        return Network(resolve=self.resolve, transport=lambda: httpx.MockTransport(self._record))
 
 
 @pytest.mark.asyncio
-async def test_https_connects_to_checked_ip_with_host_and_sni(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    lookups = fake_dns(monkeypatch, [[PUBLIC_IP], ["127.0.0.1"]])  # second answer = rebinding
-    seen = mock_transport(monkeypatch, lambda request: httpx.Response(200, content=PNG))
+async def test_https_connects_to_checked_ip_with_host_and_sni() -> None:
+    fake = FakeNetwork([[PUBLIC_IP], ["127.0.0.1"]])  # a second answer would be rebinding
 
     result = await fetch_url(
-        "https://images.example.com/cat.png?size=large", policy=FetchPolicy(), expect="image"
+        "https://images.example.com/cat.png?size=large",
+        policy=FetchPolicy(),
+        expect="image",
+        network=fake.network,
     )
 
     assert result.final_url == "https://images.example.com/cat.png?size=large"
-    assert lookups == [("images.example.com", 443)]
-    (request,) = seen
+    assert fake.lookups == [("images.example.com", 443)]
+    (request,) = fake.seen
     assert request.url.host == PUBLIC_IP
     assert request.url.scheme == "https"
     assert request.url.raw_path == b"/cat.png?size=large"
@@ -469,39 +470,39 @@ async def test_https_connects_to_checked_ip_with_host_and_sni(
 
 
 @pytest.mark.asyncio
-async def test_rebinding_on_redirect_is_checked_again(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_dns(monkeypatch, [[PUBLIC_IP], ["10.1.2.3"]])
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        return httpx.Response(302, headers={"Location": "/next.png"})
-
-    seen = mock_transport(monkeypatch, handler)
+async def test_rebinding_on_redirect_is_checked_again() -> None:
+    fake = FakeNetwork(
+        [[PUBLIC_IP], ["10.1.2.3"]],
+        lambda request: httpx.Response(302, headers={"Location": "/next.png"}),
+    )
 
     with pytest.raises(UnsafeURLError, match=r"cdn\.example\.com resolves to a non-public"):
-        await fetch_url("http://cdn.example.com/a.png", policy=FetchPolicy())
-    assert len(seen) == 1
+        await fetch_url("http://cdn.example.com/a.png", policy=FetchPolicy(), network=fake.network)
+    assert len(fake.seen) == 1
 
 
 @pytest.mark.asyncio
-async def test_any_non_public_answer_refuses_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_dns(monkeypatch, [[PUBLIC_IP, "192.168.0.10"]])
-    seen = mock_transport(monkeypatch, lambda request: httpx.Response(200, content=PNG))
+async def test_any_non_public_answer_refuses_the_host() -> None:
+    fake = FakeNetwork([[PUBLIC_IP, "192.168.0.10"]])
 
     with pytest.raises(UnsafeURLError):
-        await fetch_url("http://mixed.example.com/a.png", policy=FetchPolicy())
-    assert seen == []
+        await fetch_url(
+            "http://mixed.example.com/a.png", policy=FetchPolicy(), network=fake.network
+        )
+    assert fake.seen == []
 
 
 @pytest.mark.asyncio
-async def test_non_default_port_is_kept_in_host_header(monkeypatch: pytest.MonkeyPatch) -> None:
-    fake_dns(monkeypatch, [[PUBLIC_IP]])
-    seen = mock_transport(monkeypatch, lambda request: httpx.Response(200, content=PNG))
+async def test_non_default_port_is_kept_in_host_header() -> None:
+    fake = FakeNetwork([[PUBLIC_IP]])
 
-    await fetch_url("http://media.example.com:8080/a.png", policy=FetchPolicy())
+    await fetch_url(
+        "http://media.example.com:8080/a.png", policy=FetchPolicy(), network=fake.network
+    )
 
-    assert seen[0].headers["host"] == "media.example.com:8080"
-    assert seen[0].url.port == 8080
-    assert "sni_hostname" not in seen[0].extensions
+    assert fake.seen[0].headers["host"] == "media.example.com:8080"
+    assert fake.seen[0].url.port == 8080
+    assert "sni_hostname" not in fake.seen[0].extensions
 
 
 # --- magic bytes -----------------------------------------------------------------------------

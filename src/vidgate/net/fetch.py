@@ -8,10 +8,13 @@ Redirects are followed by hand so each target gets the same check. Error message
 host, never the query string, so they are safe to show to API users.
 """
 
+from __future__ import annotations
+
 import asyncio
 import http
 import ipaddress
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -104,11 +107,13 @@ async def fetch_url(
     *,
     policy: FetchPolicy,
     expect: Literal["image", "video", "any"] = "any",
+    network: Network | None = None,
 ) -> FetchedFile:
     """Download ``url`` under ``policy``; see the module docstring for the safety rules.
 
     Raises ``UnsafeURLError`` for refused URLs/addresses and ``FetchError`` for everything else.
     """
+    network = network or SYSTEM_NETWORK
     if expect not in ("image", "video", "any"):
         raise ValueError(f"expect must be 'image', 'video' or 'any', got {expect!r}")
     current = _parse(url)
@@ -116,8 +121,8 @@ async def fetch_url(
     try:
         async with asyncio.timeout(policy.timeout_s):
             for hop in range(policy.max_redirects + 1):
-                addresses = await _checked_addresses(current, policy, context=context)
-                outcome = await _fetch_once(current, addresses, policy, expect)
+                addresses = await _checked_addresses(current, policy, network, context=context)
+                outcome = await _fetch_once(current, addresses, policy, expect, network)
                 if isinstance(outcome, FetchedFile):
                     return outcome
                 if hop == policy.max_redirects:
@@ -213,7 +218,7 @@ def _follow(current: httpx.URL, location: str, *, context: str) -> httpx.URL:
 
 
 async def _checked_addresses(
-    url: httpx.URL, policy: FetchPolicy, *, context: str = ""
+    url: httpx.URL, policy: FetchPolicy, network: Network, *, context: str = ""
 ) -> list[IPAddress]:
     """Resolve the host once and return its addresses, all of which passed the check."""
     host = url.raw_host.decode("ascii")
@@ -221,7 +226,7 @@ async def _checked_addresses(
     if literal is not None:
         resolved = [literal]
     else:
-        resolved = await _lookup(host, url.port or (443 if url.scheme == "https" else 80))
+        resolved = await network.resolve(host, url.port or (443 if url.scheme == "https" else 80))
         if not resolved:
             raise FetchError(f"could not resolve host {url.host}")
     addresses: list[IPAddress] = []
@@ -243,7 +248,7 @@ def _ip_literal(host: str) -> IPAddress | None:
         return None
 
 
-async def _lookup(host: str, port: int) -> list[IPAddress]:
+async def system_resolve(host: str, port: int) -> list[IPAddress]:
     """One DNS resolution; the caller connects to exactly these addresses."""
     loop = asyncio.get_running_loop()
     try:
@@ -257,6 +262,25 @@ async def _lookup(host: str, port: int) -> list[IPAddress]:
         # Numeric forms such as 2130706433 or 0x7f.1 come back here as plain addresses.
         found.append(ipaddress.ip_address(str(sockaddr[0])))
     return found
+
+
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]
+
+
+def _default_transport() -> httpx.AsyncBaseTransport | None:
+    return None  # httpx's own: real sockets
+
+
+@dataclass(frozen=True)
+class Network:
+    """The edge fetch_url talks to: DNS and the HTTP transport (one per hop). The defaults are
+    the real ones; tests pass fakes here (a resolver, httpx.MockTransport), never patches."""
+
+    resolve: Resolver = system_resolve
+    transport: Callable[[], httpx.AsyncBaseTransport | None] = _default_transport
+
+
+SYSTEM_NETWORK = Network()
 
 
 def _normalise(address: IPAddress) -> IPAddress:
@@ -299,10 +323,11 @@ def _is_public(address: IPAddress) -> bool:
 # --- HTTP ------------------------------------------------------------------------------------
 
 
-def _new_client(policy: FetchPolicy) -> httpx.AsyncClient:
+def _new_client(policy: FetchPolicy, network: Network) -> httpx.AsyncClient:
     # A fresh client per hop: pooled connections are keyed by IP, and reusing one negotiated
     # for another hostname would skip that hostname's certificate check.
     return httpx.AsyncClient(
+        transport=network.transport(),
         trust_env=False,  # environment proxies would do their own (unchecked) DNS
         follow_redirects=False,
         timeout=httpx.Timeout(policy.timeout_s),
@@ -332,11 +357,15 @@ def _build_request(url: httpx.URL, address: IPAddress, expect: str) -> httpx.Req
 
 
 async def _fetch_once(
-    url: httpx.URL, addresses: list[IPAddress], policy: FetchPolicy, expect: str
+    url: httpx.URL,
+    addresses: list[IPAddress],
+    policy: FetchPolicy,
+    expect: str,
+    network: Network,
 ) -> FetchedFile | _Redirect:
     for address in addresses:
         request = _build_request(url, address, expect)
-        async with _new_client(policy) as client:
+        async with _new_client(policy, network) as client:
             try:
                 response = await client.send(request, stream=True)
             except (httpx.ConnectError, httpx.ConnectTimeout):
