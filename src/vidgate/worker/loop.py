@@ -11,6 +11,7 @@ import socket
 from ulid import ULID
 
 from vidgate.db.engine import Database
+from vidgate.db.types import utcnow
 from vidgate.tasks import idempotency, transitions
 from vidgate.worker.claim import Claimer
 from vidgate.worker.runner import TaskRunner
@@ -97,7 +98,11 @@ class Worker:
 
     async def _run_one(self, task_id: str) -> None:
         try:
-            await self.runner.run(task_id)
+            due_again = await self.runner.run(task_id)
+            if due_again is not None:
+                # Look again exactly when it is due rather than at the next poll tick.
+                delay = max(0.0, (due_again - utcnow()).total_seconds())
+                asyncio.get_running_loop().call_later(delay, self._wake.set)
         except Exception:
             logger.exception("task %s: runner crashed", task_id)
         finally:

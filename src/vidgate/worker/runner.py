@@ -82,33 +82,34 @@ class TaskRunner:
             max_bytes=RESULT_MAX_BYTES, timeout_s=600.0, allowed_private_networks=networks
         )
 
-    async def run(self, task_id: str) -> None:
+    async def run(self, task_id: str) -> datetime | None:
+        """Run the task's current step; returns when it is due again (None: it ended)."""
         async with self.db.read() as session:
             task = await session.get(VideoTask, task_id)
         if task is None or task.status in TERMINAL or task.lease_owner != self.owner:
-            return
+            return None
         if utcnow() >= task.deadline_at:
             await self._fail_timed_out(task)
-            return
+            return None
         try:
             async with self._heartbeat(task_id):
                 if task.step == TaskStep.SUBMIT:
-                    await self._submit(task)
-                else:
-                    await self._poll(task)
+                    return await self._submit(task)
+                return await self._poll(task)
         except _TaskFailed as failure:
             await self._fail(task, failure.code, failure.message)
         except LogicalError as error:
             await self._fail(task, "provider_rejected", error.message)
         except TechnicalError as error:
-            await self._retry_or_fail(task, error.message)
+            return await self._retry_or_fail(task, error.message)
         except Exception as error:
             logger.exception("task %s: unexpected error in step %s", task.id, task.step)
-            await self._retry_or_fail(task, f"internal error: {type(error).__name__}")
+            return await self._retry_or_fail(task, f"internal error: {type(error).__name__}")
+        return None
 
     # -- steps ---------------------------------------------------------------------------
 
-    async def _submit(self, task: VideoTask) -> None:
+    async def _submit(self, task: VideoTask) -> datetime:
         model = self.catalogue.get(task.model)
         routes = self.registry.routes_for(task.model)
         if not routes:
@@ -139,20 +140,21 @@ class TaskRunner:
                 logger.warning("task %s: %s refused: %s", task.id, route.provider.name, error)
                 last_error = error
                 continue
+            next_poll = self._next_poll(task, route.provider)
             await transitions.record_submission(
                 self.db,
                 task.id,
                 self.owner,
                 upstream_id=submission.upstream_id,
                 channel=route.provider.name,
-                run_after=self._next_poll(task, route.provider),
+                run_after=next_poll,
             )
             logger.info("task %s: submitted to %s", task.id, route.provider.name)
-            return
+            return next_poll
         assert last_error is not None
         raise last_error
 
-    async def _poll(self, task: VideoTask) -> None:
+    async def _poll(self, task: VideoTask) -> datetime | None:
         provider = self.registry.provider(task.channel or "")
         if provider is None or task.upstream_id is None:
             raise _TaskFailed("no_provider", f"provider {task.channel} is no longer configured")
@@ -162,27 +164,26 @@ class TaskRunner:
             if not provider.resubmit_lost_jobs:
                 raise _TaskFailed("upstream_lost", lost.message) from lost
             logger.info("task %s: %s; submitting again", task.id, lost.message)
+            now = utcnow()
             await transitions.schedule_retry(
                 self.db,
                 task.id,
                 self.owner,
-                run_after=utcnow(),
+                run_after=now,
                 step=TaskStep.SUBMIT,
                 clear_upstream=True,
             )
-            return
+            return now
         if status.state == JobState.RUNNING:
+            next_poll = self._next_poll(task, provider)
             await transitions.record_progress(
-                self.db,
-                task.id,
-                self.owner,
-                progress=status.progress,
-                run_after=self._next_poll(task, provider),
+                self.db, task.id, self.owner, progress=status.progress, run_after=next_poll
             )
-        elif status.state == JobState.FAILED:
+            return next_poll
+        if status.state == JobState.FAILED:
             raise _TaskFailed("generation_failed", status.error or "generation failed")
-        else:
-            await self._store_and_complete(task, provider, status)
+        await self._store_and_complete(task, provider, status)
+        return None
 
     async def _store_and_complete(
         self, task: VideoTask, provider: Provider, status: JobStatus
@@ -227,14 +228,15 @@ class TaskRunner:
             interval = self.settings.provider_poll_interval_s
         return min(utcnow() + timedelta(seconds=interval), task.deadline_at)
 
-    async def _retry_or_fail(self, task: VideoTask, message: str) -> None:
+    async def _retry_or_fail(self, task: VideoTask, message: str) -> datetime | None:
         attempt = task.attempts + 1
         if self.retry.gives_up(attempt):
             await self._fail(task, "upstream_error", f"{message} (gave up after {attempt} tries)")
-            return
+            return None
         run_after = min(utcnow() + timedelta(seconds=self.retry.delay(attempt)), task.deadline_at)
         logger.warning("task %s: %s; retry %d at %s", task.id, message, attempt, run_after)
         await transitions.schedule_retry(self.db, task.id, self.owner, run_after=run_after)
+        return run_after
 
     async def _fail_timed_out(self, task: VideoTask) -> None:
         model = self.catalogue.models.get(task.model)
