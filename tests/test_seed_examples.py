@@ -56,6 +56,16 @@ def check_video(url: str, path: Path) -> None:
     assert (video["fps"], len(video["frames"])) == (24, 240)  # n_frames "10" = 10 s
 
 
+def test_startup_log_says_where_sora2_goes(embedded_gateway: GatewayProcess) -> None:
+    log = embedded_gateway.log()
+    for model in ("sora2", "sora2-stable", "sora2-pro"):
+        assert (
+            f"model {model}: no upstream configured (apimall); routing to the built-in sample "
+            "provider, which renders placeholder videos labelled SAMPLE"
+        ) in log
+    assert "failure injection" not in log  # off unless asked for
+
+
 def test_seed_curl_examples(embedded_gateway: GatewayProcess, tmp_path: Path) -> None:
     require("curl")
     created = subprocess.run(
