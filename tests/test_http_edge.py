@@ -62,6 +62,24 @@ async def test_readyz_reports_unreachable_database(tmp_path) -> None:
     assert "database" in message
 
 
+async def test_database_outage_is_503_with_retry_after(tmp_path) -> None:
+    broken = Settings(
+        data_dir=tmp_path,
+        database_url="postgresql+psycopg://postgres@127.0.0.1:1/vidgate",
+        worker_enabled=False,
+    )
+    app = create_app(broken)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        response = await http.get(
+            "/api/v1/account/balances", headers={"Authorization": "Bearer sk-" + "0" * 48}
+        )
+    await app.state.gateway.close()
+    message = assert_error(response, 503, "service_unavailable")
+    assert message == "the database is busy or unreachable; retry shortly"
+    assert response.headers["retry-after"] == "2"
+
+
 async def test_request_ids_are_unique(client: httpx.AsyncClient) -> None:
     first = (await client.get("/healthz")).json()["request_id"]
     second = (await client.get("/healthz")).json()["request_id"]
@@ -275,7 +293,7 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
     assert with_key | without_key | {("/healthz", "get")} == listed
     for path, method in with_key | without_key:
         codes = set(paths[path][method]["responses"])
-        assert {"400", "404", "500"} <= codes, (path, method)
+        assert {"400", "404", "500", "503"} <= codes, (path, method)
         assert "422" not in codes, (path, method)  # validation errors are 400s here
         assert ({"401", "429"} <= codes) == ((path, method) in with_key), (path, method)
     generate = set(paths["/api/v1/videos/generate"]["post"]["responses"])

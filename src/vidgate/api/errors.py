@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidgate import errors
@@ -72,6 +73,17 @@ def install_error_handlers(app: FastAPI) -> None:
         message = describe_validation_errors(exc.errors())
         return error_response(errors.InvalidRequest(message), request_id_of(request))
 
+    @app.exception_handler(sqlalchemy_exc.OperationalError)
+    @app.exception_handler(sqlalchemy_exc.TimeoutError)
+    async def _database_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        # Database down, locked past the busy timeout, or the pool exhausted: the request may
+        # succeed if retried, so 503 with Retry-After rather than a 500.
+        logger.warning("database unavailable: %s", exc)
+        error = errors.ServiceUnavailable(
+            "the database is busy or unreachable; retry shortly", headers={"Retry-After": "2"}
+        )
+        return error_response(error, request_id_of(request))
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_class = _BY_STATUS.get(exc.status_code, errors.InternalError)
@@ -95,6 +107,7 @@ def responses(
         errors.InvalidRequest,
         errors.NotFound,
         errors.InternalError,
+        errors.ServiceUnavailable,  # the database is busy or unreachable
     ]
     if auth:
         common += [errors.Unauthorized, errors.RateLimited]

@@ -35,7 +35,7 @@ async def healthz(request: Request) -> Envelope[HealthData]:
 @router.get(
     "/readyz",
     response_model=Envelope[ReadyData],
-    responses=responses(ServiceUnavailable, auth=False),
+    responses=responses(auth=False),
 )
 async def readyz(request: Request, gateway: GatewayDep) -> Envelope[ReadyData]:
     try:
