@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -47,34 +49,34 @@ async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
     assert assert_success(await client.get("/readyz")) == {"status": "ready", "database": "sqlite"}
 
 
-async def test_readyz_reports_unreachable_database(tmp_path) -> None:
+@pytest.fixture
+async def no_database_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    """A gateway whose database refuses connections (nothing listens on port 1)."""
     broken = Settings(
         data_dir=tmp_path,
-        # Nothing listens on port 1: connections are refused at once.
         database_url="postgresql+psycopg://postgres@127.0.0.1:1/vidgate",
         worker_enabled=False,
     )
     app = create_app(broken)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        message = assert_error(await http.get("/readyz"), 503, "service_unavailable")
+        yield http
     await app.state.gateway.close()  # ASGITransport runs no lifespan, so close it here
-    assert "database" in message
 
 
-async def test_database_outage_is_503_with_retry_after(tmp_path) -> None:
-    broken = Settings(
-        data_dir=tmp_path,
-        database_url="postgresql+psycopg://postgres@127.0.0.1:1/vidgate",
-        worker_enabled=False,
+async def test_readyz_reports_unreachable_database(
+    no_database_client: httpx.AsyncClient,
+) -> None:
+    response = await no_database_client.get("/readyz")
+    assert assert_error(response, 503, "service_unavailable") == "database is not reachable"
+
+
+async def test_database_outage_is_503_with_retry_after(
+    no_database_client: httpx.AsyncClient,
+) -> None:
+    response = await no_database_client.get(
+        "/api/v1/account/balances", headers={"Authorization": "Bearer sk-" + "0" * 48}
     )
-    app = create_app(broken)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-        response = await http.get(
-            "/api/v1/account/balances", headers={"Authorization": "Bearer sk-" + "0" * 48}
-        )
-    await app.state.gateway.close()
     message = assert_error(response, 503, "service_unavailable")
     assert message == "the database is busy or unreachable; retry shortly"
     assert response.headers["retry-after"] == "2"
