@@ -42,7 +42,6 @@ async def current_principal(
             headers=decision.headers(),
         )
     response.headers.update(decision.headers())
-    request.state.principal = principal
     return principal
 
 

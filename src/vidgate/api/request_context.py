@@ -35,11 +35,15 @@ def request_id_of(request: Request) -> str:
     return request_id if isinstance(request_id, str) else new_request_id()
 
 
+def too_large_message(limit: int) -> str:
+    return f"Request body too large: the limit is {limit} bytes"
+
+
 class BodyTooLarge(StarletteHTTPException):
     """Raised from receive() when a streamed body passes the limit; rendered as a 413."""
 
     def __init__(self, limit: int) -> None:
-        super().__init__(413, f"Request body too large: the limit is {limit} bytes")
+        super().__init__(413, too_large_message(limit))
 
 
 class RequestContextMiddleware:
@@ -98,11 +102,6 @@ class RequestContextMiddleware:
             if not response_started:
                 await _send_error(send_with_id, errors.InternalError(), request_id)
 
-    def _too_large(self) -> errors.PayloadTooLarge:
-        return errors.PayloadTooLarge(
-            f"Request body too large: the limit is {self.max_body_bytes} bytes"
-        )
-
     def _check_request(self, scope: Scope) -> errors.VidgateError | None:
         headers = {name: value for name, value in scope.get("headers", [])}
         if self.allowed_hosts:
@@ -118,7 +117,7 @@ class RequestContextMiddleware:
             except ValueError:
                 return errors.InvalidRequest("invalid Content-Length header")
             if too_large:
-                return self._too_large()
+                return errors.PayloadTooLarge(too_large_message(self.max_body_bytes))
         path: str = scope["path"]
         has_body = length not in (None, b"0") or b"transfer-encoding" in headers
         if has_body and path.startswith(self.json_path_prefixes):

@@ -89,9 +89,11 @@ class SampleProvider:
         return self.work_dir / f"{upstream_id}.mp4"
 
     async def submit(self, request: GenerationRequest) -> Submission:
-        prompt, injection = parse_injection(request.prompt)
-        if not self.failure_injection:
-            prompt, injection = request.prompt, Injection()
+        prompt, injection = (
+            parse_injection(request.prompt)
+            if self.failure_injection
+            else (request.prompt, Injection())
+        )
         if injection.flaky_submits:  # counted only for [flaky] prompts, so nothing accumulates
             self._submits[request.task_id] += 1
             if self._submits[request.task_id] <= injection.flaky_submits:
