@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select, text
 
 from support import Caller, make_caller
+from vidgate.api.apimall.schemas import GenerateRequest
 from vidgate.db.engine import Database, open_database
 from vidgate.db.models import IdempotencyRecord, VideoTask
 from vidgate.db.types import utcnow
@@ -17,7 +18,6 @@ from vidgate.providers.catalogue import Catalogue
 from vidgate.providers.memory import InMemoryProvider
 from vidgate.providers.registry import ProviderRegistry
 from vidgate.tasks import idempotency, service
-from vidgate.tasks.schemas import GenerateRequest
 
 CATALOGUE = Catalogue.load()
 REGISTRY = ProviderRegistry(CATALOGUE, {"sample": InMemoryProvider(name="sample")})

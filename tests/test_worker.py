@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import update
 
 from support import Caller, make_caller, static_http_server
+from vidgate.api.apimall.schemas import GenerateRequest
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import VideoTask
@@ -35,7 +36,6 @@ from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
 from vidgate.storage.local import LocalFileStore
 from vidgate.tasks import service, transitions
-from vidgate.tasks.schemas import GenerateRequest
 from vidgate.worker.claim import SqlClaimer
 from vidgate.worker.retry import RetryPolicy
 from vidgate.worker.runner import TaskRunner

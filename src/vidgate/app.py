@@ -9,9 +9,10 @@ from typing import Any
 from fastapi import FastAPI
 
 from vidgate import __version__
+from vidgate.api.apimall import account, keys, models, videos
 from vidgate.api.errors import drop_framework_validation_responses, install_error_handlers
 from vidgate.api.request_context import RequestContextMiddleware
-from vidgate.api.routers import account, files, health, keys, models, videos
+from vidgate.api.routers import files, health
 from vidgate.gateway import Gateway
 from vidgate.settings import Settings
 

@@ -82,7 +82,7 @@ class VideoTask(Base):
 
     __tablename__ = "video_tasks"
     __table_args__ = (
-        Index("ix_video_tasks_due", "status", "run_after"),
+        Index("ix_video_tasks_queue_due", "queue", "status", "run_after"),
         Index("ix_video_tasks_account_created", "account_id", "created_at"),
         Index("ix_video_tasks_key_status", "api_key_id", "status"),
     )
@@ -96,6 +96,10 @@ class VideoTask(Base):
     params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
     provider_request_id: Mapped[str] = mapped_column(String(64))
+    # Which surface created it (apimall, openai): its answers are rendered in that wire format.
+    surface: Mapped[str] = mapped_column(String(16), default="apimall")
+    # The worker pool that runs it, fixed at create from its model's channels.
+    queue: Mapped[str] = mapped_column(String(64), default="default")
 
     status: Mapped[str] = mapped_column(String(16), default="pending")
     step: Mapped[str] = mapped_column(String(16), default="submit")
@@ -130,7 +134,27 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Which surface answered; the replay is re-rendered from the task on that surface.
+    surface: Mapped[str] = mapped_column(String(16), default="apimall")
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    response_body: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class TaskEvent(Base):
+    """The outbox: one row per task transition, written in the transition's own transaction.
+
+    Webhooks, status streams and metrics read this table to learn what changed; nothing reads
+    the task table for that.
+    """
+
+    __tablename__ = "task_events"
+    __table_args__ = (Index("ix_task_events_task", "task_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    task_id: Mapped[str] = mapped_column(ForeignKey("video_tasks.id"))
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))  # the task's status after the transition
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

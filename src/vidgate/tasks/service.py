@@ -11,6 +11,14 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession
 from ulid import ULID
 
+from vidgate.api.apimall.schemas import (
+    CreatedTask,
+    GenerateRequest,
+    HistoryItem,
+    HistoryPage,
+    TaskOutput,
+    TaskView,
+)
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import ApiKey, VideoTask
@@ -27,14 +35,6 @@ from vidgate.providers.catalogue import Catalogue, ModelSpec
 from vidgate.providers.registry import ProviderRegistry
 from vidgate.storage.local import UrlSigner
 from vidgate.tasks import idempotency
-from vidgate.tasks.schemas import (
-    CreatedTask,
-    GenerateRequest,
-    HistoryItem,
-    HistoryPage,
-    TaskOutput,
-    TaskView,
-)
 from vidgate.tasks.states import IN_FLIGHT, TaskStatus, TaskStep
 
 # How long a create waits for a concurrent request holding the same Idempotency-Key (PostgreSQL).

@@ -7,12 +7,12 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from vidgate import errors
+from vidgate.api.apimall.schemas import CreatedTask, GenerateRequest, HistoryPage, TaskView
 from vidgate.api.deps import CurrentPrincipal, GatewayDep
 from vidgate.api.envelope import Envelope
 from vidgate.api.errors import responses
 from vidgate.api.request_context import request_id_of
 from vidgate.tasks import service
-from vidgate.tasks.schemas import CreatedTask, GenerateRequest, HistoryPage, TaskView
 from vidgate.tasks.states import TERMINAL
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"])
