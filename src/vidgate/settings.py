@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     worker_poll_interval_s: float = 0.5
     worker_lease_s: float = 30.0
     provider_poll_interval_s: float = 1.0
+    # Worker pools: the queues (and, optionally, models) this process's worker claims from;
+    # empty means every queue (every model). `vidgate worker --queues/--models` sets them.
+    worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     # Results
     result_url_ttl_s: int = 24 * 3600
@@ -69,9 +73,13 @@ class Settings(BaseSettings):
     # Opt-in failure injection in the sample provider (prompt markers), for client tests
     sample_failure_injection: bool = False
 
-    _split = field_validator("allowed_hosts", "fetch_allowed_private_networks", mode="before")(
-        _split_csv
-    )
+    _split = field_validator(
+        "allowed_hosts",
+        "fetch_allowed_private_networks",
+        "worker_queues",
+        "worker_models",
+        mode="before",
+    )(_split_csv)
 
     @field_validator("fetch_allowed_private_networks")
     @classmethod
