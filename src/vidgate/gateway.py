@@ -2,23 +2,29 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
-import os
 from dataclasses import dataclass, field
 
 from vidgate.db.engine import Database, open_database
+from vidgate.keys.cache import PrincipalCache
+from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import Provider
-from vidgate.providers.catalogue import Catalogue
+from vidgate.providers.catalogue import Catalogue, ModelSpec
+from vidgate.providers.factory import build_providers
 from vidgate.providers.registry import ProviderRegistry
-from vidgate.providers.sample import SampleProvider
-from vidgate.ratelimit.gcra import InMemoryRateLimiter, RateLimiter
+from vidgate.ratelimit.gcra import RateLimiter, build_rate_limiter
 from vidgate.settings import Settings
-from vidgate.storage.local import LocalFileStore, UrlSigner
+from vidgate.storage.base import FileStore
+from vidgate.storage.factory import build_file_store
 from vidgate.worker.claim import SqlClaimer
 from vidgate.worker.loop import Worker, new_worker_id
 from vidgate.worker.runner import TaskRunner
 
 logger = logging.getLogger("vidgate")
+
+RESULT_MAX_BYTES = 2 * 1024 * 1024 * 1024
+RESULT_TIMEOUT_S = 600.0
 
 
 @dataclass
@@ -26,37 +32,101 @@ class Gateway:
     settings: Settings
     db: Database
     catalogue: Catalogue
+    providers: dict[str, Provider]
     registry: ProviderRegistry
-    store: LocalFileStore
-    signer: UrlSigner
+    store: FileStore
     rate_limiter: RateLimiter
-    sample: SampleProvider
+    principals: PrincipalCache
     worker: Worker | None = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
         settings.ensure_data_dir()
-        db = open_database(settings.resolved_database_url)
         catalogue = Catalogue.load(settings.catalogue_path)
-        sample = SampleProvider(
-            work_dir=settings.data_dir / "work" / "sample",
-            failure_injection=settings.sample_failure_injection,
-            max_parallel_renders=max(1, (os.cpu_count() or 2) // 2),
-        )
-        providers: dict[str, Provider] = {"sample": sample}
+        providers = build_providers(settings)
         return cls(
             settings=settings,
-            db=db,
+            db=open_database(settings.resolved_database_url),
             catalogue=catalogue,
+            providers=providers,
             registry=ProviderRegistry(catalogue, providers),
-            store=LocalFileStore(settings.files_dir),
-            signer=UrlSigner(
-                secret=settings.resolved_secret_key().encode(),
-                public_url=settings.resolved_public_url,
-                ttl_s=settings.result_url_ttl_s,
-            ),
-            rate_limiter=InMemoryRateLimiter(),
-            sample=sample,
+            store=build_file_store(settings),
+            rate_limiter=build_rate_limiter(settings),
+            principals=PrincipalCache(),
+        )
+
+    def url_for(self, key: str) -> str:
+        return self.store.url_for(key)
+
+    # -- routing: which process runs which model -------------------------------------------
+
+    def _runs_here(self, model: ModelSpec) -> bool:
+        settings = self.settings
+        return (
+            settings.worker_enabled
+            and (not settings.worker_queues or model.queue in settings.worker_queues)
+            and (not settings.worker_models or model.id in settings.worker_models)
+        )
+
+    def accepts(self, model: ModelSpec) -> bool:
+        """A create is accepted when this process can route the model, or when its queue is
+        served by workers elsewhere (an API process of a scale-out deployment)."""
+        return bool(self.registry.routes_for(model.id)) or not self._runs_here(model)
+
+    def servable_models(self) -> list[str]:
+        return [
+            model.id
+            for model in self.catalogue.models.values()
+            if self._runs_here(model) and self.registry.routes_for(model.id)
+        ]
+
+    # -- the embedded or standalone worker -------------------------------------------------
+
+    def _fetch_policies(self) -> tuple[FetchPolicy, FetchPolicy]:
+        settings = self.settings
+        networks = tuple(
+            ipaddress.ip_network(n, strict=False) for n in settings.fetch_allowed_private_networks
+        )
+        inputs = FetchPolicy(
+            max_bytes=settings.fetch_max_bytes,
+            timeout_s=settings.fetch_timeout_s,
+            allowed_private_networks=networks,
+        )
+        results = FetchPolicy(
+            max_bytes=RESULT_MAX_BYTES,
+            timeout_s=RESULT_TIMEOUT_S,
+            allowed_private_networks=networks,
+        )
+        return inputs, results
+
+    def _build_worker(self) -> Worker:
+        settings = self.settings
+        input_policy, result_policy = self._fetch_policies()
+        runner = TaskRunner(
+            db=self.db,
+            catalogue=self.catalogue,
+            registry=self.registry,
+            store=self.store,
+            owner=new_worker_id(),
+            lease_s=settings.worker_lease_s,
+            default_poll_interval_s=settings.provider_poll_interval_s,
+            input_policy=input_policy,
+            result_policy=result_policy,
+            work_dir=settings.data_dir / "work" / "fetch",
+        )
+        claimer = SqlClaimer(
+            self.db,
+            queues=settings.worker_queues or None,
+            models=self.servable_models(),
+            channels=list(self.providers),
+        )
+        return Worker(
+            db=self.db,
+            claimer=claimer,
+            runner=runner,
+            concurrency=settings.worker_concurrency,
+            poll_interval_s=settings.worker_poll_interval_s,
+            lease_s=settings.worker_lease_s,
         )
 
     async def start(self) -> None:
@@ -65,21 +135,10 @@ class Gateway:
         if self.settings.sample_failure_injection:
             logger.warning("sample provider failure injection is ON ([fail], [slow:N], [flaky:N])")
         if self.settings.worker_enabled and self.worker is None:
-            runner = TaskRunner(
-                db=self.db,
-                settings=self.settings,
-                catalogue=self.catalogue,
-                registry=self.registry,
-                store=self.store,
-                owner=new_worker_id(),
-            )
-            self.worker = Worker(
-                db=self.db,
-                claimer=SqlClaimer(self.db),
-                runner=runner,
-                concurrency=self.settings.worker_concurrency,
-                poll_interval_s=self.settings.worker_poll_interval_s,
-                lease_s=self.settings.worker_lease_s,
+            self.worker = self._build_worker()
+            queues = ", ".join(self.settings.worker_queues) or "all queues"
+            logger.info(
+                "worker serves %s: models %s", queues, ", ".join(self.servable_models()) or "none"
             )
             self.worker.start()
 
@@ -94,5 +153,6 @@ class Gateway:
 
     async def close(self) -> None:
         await self.stop_worker()
-        await self.sample.close()
+        for provider in self.providers.values():
+            await provider.close()
         await self.db.dispose()

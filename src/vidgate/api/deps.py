@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated
 
-from fastapi import Depends, Header, Request, Response
+from fastapi import Depends, Request, Response
 
-from vidgate.errors import RateLimited
-from vidgate.keys.service import Principal, authenticate
+from vidgate.errors import RateLimited, Unauthorized
+from vidgate.keys.service import Principal, bearer_token, hash_key, lookup
 
 if TYPE_CHECKING:
     from vidgate.gateway import Gateway
+
+# Failed authentications per client address: beyond this an unknown-key flood gets 429s without
+# touching the database.
+AUTH_FAILURES_PER_SECOND = 2.0
+AUTH_FAILURE_BURST = 20
 
 
 async def get_gateway(request: Request) -> Gateway:
@@ -22,14 +27,33 @@ async def get_gateway(request: Request) -> Gateway:
 GatewayDep = Annotated["Gateway", Depends(get_gateway)]
 
 
-async def current_principal(
-    request: Request,
-    response: Response,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
+async def _principal_of(request: Request, gateway: Gateway) -> Principal:
+    key_hash = hash_key(bearer_token(request.headers.get("authorization")))
+    principal = gateway.principals.get(key_hash)
+    if principal is not None:
+        return principal
+    client = f"auth-fail:{request.client.host if request.client else 'unknown'}"
+    limiter = gateway.rate_limiter
+    rate, burst = AUTH_FAILURES_PER_SECOND, AUTH_FAILURE_BURST
+    decision = await limiter.peek(client, rate_per_s=rate, burst=burst)
+    if not decision.allowed:
+        raise RateLimited(
+            "Too many failed authentications from this address; retry after the Retry-After delay",
+            headers={"Retry-After": decision.headers()["Retry-After"]},
+        )
+    try:
+        principal = await lookup(gateway.db, key_hash)
+    except Unauthorized:
+        await limiter.hit(client, rate_per_s=rate, burst=burst)
+        raise
+    gateway.principals.put(key_hash, principal)
+    return principal
+
+
+async def current_principal(request: Request, response: Response) -> Principal:
     """Authenticate the Bearer key, then apply its request rate limit."""
     gateway: Gateway = request.app.state.gateway
-    principal = await authenticate(gateway.db, authorization)
+    principal = await _principal_of(request, gateway)
     settings = gateway.settings
     rate = principal.rate_limit_per_second or settings.rate_limit_per_second
     burst = max(1, round(settings.rate_limit_burst * rate / settings.rate_limit_per_second))

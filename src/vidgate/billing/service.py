@@ -9,12 +9,18 @@ negative matches no row.
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from vidgate.db.models import Account, LedgerEntry
+from vidgate.db.types import utcnow
 from vidgate.errors import InsufficientCredits, InvalidRequest, NotFound
+
+accounts = cast(Table, Account.__table__)
+ledger = cast(Table, LedgerEntry.__table__)
 
 
 class LedgerKind(StrEnum):
@@ -57,6 +63,79 @@ async def ledger_sum(session: AsyncSession, account_id: int) -> int:
     return int(total or 0)
 
 
+def apply_change(
+    conn: Connection,
+    *,
+    account_id: int,
+    amount: int,
+    kind: LedgerKind,
+    task_id: str | None = None,
+    note: str | None = None,
+) -> int:
+    """Change the balance by `amount` (never below zero) and append the ledger row.
+
+    Synchronous Core on the caller's connection, so the task core can debit and refund inside
+    its own transactions (db/backend.py); the AsyncSession functions below wrap it.
+    """
+    statement = (
+        update(accounts)
+        .where(accounts.c.id == account_id)
+        .values(credits=accounts.c.credits + amount)
+        .returning(accounts.c.credits)
+    )
+    if amount < 0:
+        statement = statement.where(accounts.c.credits >= -amount)
+    new_balance = conn.scalar(statement)
+    if new_balance is None:
+        current = conn.scalar(select(accounts.c.credits).where(accounts.c.id == account_id))
+        if current is None:
+            raise NotFound(f"account {account_id} not found")
+        raise InsufficientCredits(
+            f"Insufficient credits: {-amount} needed, the balance is {current}"
+            if kind != LedgerKind.DEBIT or task_id is None
+            else f"Insufficient credits: this task costs {-amount} credits and the balance "
+            f"is {current}; top up and retry"
+        )
+    conn.execute(
+        insert(ledger).values(
+            account_id=account_id,
+            kind=kind.value,
+            amount=amount,
+            balance_after=new_balance,
+            task_id=task_id,
+            note=note,
+            created_at=utcnow(),
+        )
+    )
+    return int(new_balance)
+
+
+def debit_task(conn: Connection, *, account_id: int, amount: int, task_id: str) -> int:
+    """Take a task's price; raises InsufficientCredits (saying price and balance) if short."""
+    if amount < 0:
+        raise ValueError("debit amount must not be negative")
+    return apply_change(
+        conn, account_id=account_id, amount=-amount, kind=LedgerKind.DEBIT, task_id=task_id
+    )
+
+
+def refund_task(conn: Connection, *, account_id: int, amount: int, task_id: str) -> int:
+    """Give a task's credits back. The ledger's (task_id, kind) unique key makes a second
+    refund of the same task fail loudly instead of paying twice."""
+    return apply_change(
+        conn, account_id=account_id, amount=amount, kind=LedgerKind.REFUND, task_id=task_id
+    )
+
+
+def balance_after_debit(conn: Connection, *, task_id: str) -> int | None:
+    """The balance right after a task was paid for (the create answer's remaining_credits)."""
+    return conn.scalar(
+        select(ledger.c.balance_after).where(
+            ledger.c.task_id == task_id, ledger.c.kind == LedgerKind.DEBIT.value
+        )
+    )
+
+
 async def _apply(
     session: AsyncSession,
     *,
@@ -66,32 +145,17 @@ async def _apply(
     task_id: str | None = None,
     note: str | None = None,
 ) -> int:
-    """Change the balance by `amount` (never below zero) and append the ledger row."""
-    statement = (
-        update(Account)
-        .where(Account.id == account_id)
-        .values(credits=Account.credits + amount)
-        .returning(Account.credits)
-    )
-    if amount < 0:
-        statement = statement.where(Account.credits >= -amount)
-    new_balance = await session.scalar(statement)
-    if new_balance is None:
-        if await session.get(Account, account_id) is None:
-            raise NotFound(f"account {account_id} not found")
-        raise InsufficientCredits()
-    session.add(
-        LedgerEntry(
+    def work(sync_session: Session) -> int:
+        return apply_change(
+            sync_session.connection(),
             account_id=account_id,
-            kind=kind.value,
             amount=amount,
-            balance_after=new_balance,
+            kind=kind,
             task_id=task_id,
             note=note,
         )
-    )
-    await session.flush()
-    return int(new_balance)
+
+    return await session.run_sync(work)
 
 
 async def grant(
@@ -127,8 +191,7 @@ async def debit(
 
 
 async def refund(session: AsyncSession, *, account_id: int, amount: int, task_id: str) -> int:
-    """Give a task's credits back. The ledger's (task_id, kind) unique key makes a second
-    refund of the same task fail loudly instead of paying twice."""
+    """refund_task in an AsyncSession's transaction."""
     return await _apply(
         session, account_id=account_id, amount=amount, kind=LedgerKind.REFUND, task_id=task_id
     )

@@ -119,8 +119,10 @@ class SqliteBackend:
     def insert_ignoring_conflict(
         self, table: Table, values: dict[str, Any], *, index_elements: list[str]
     ) -> Insert:
-        return sqlite_insert(table).values(**values).on_conflict_do_nothing(
-            index_elements=index_elements
+        return (
+            sqlite_insert(table)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=index_elements)
         )
 
     def serialise_creates(self, conn: Connection, *, key_id: int, lock_timeout_ms: int) -> None:
@@ -152,8 +154,8 @@ class PostgresBackend:
     def insert_ignoring_conflict(
         self, table: Table, values: dict[str, Any], *, index_elements: list[str]
     ) -> Insert:
-        return pg_insert(table).values(**values).on_conflict_do_nothing(
-            index_elements=index_elements
+        return (
+            pg_insert(table).values(**values).on_conflict_do_nothing(index_elements=index_elements)
         )
 
     def serialise_creates(self, conn: Connection, *, key_id: int, lock_timeout_ms: int) -> None:
@@ -175,4 +177,3 @@ def backend_for(engine: AsyncEngine, write_lock: asyncio.Lock) -> Backend:
     if engine.dialect.name == "sqlite":
         return SqliteBackend(str(engine.url.render_as_string(hide_password=False)), write_lock)
     return PostgresBackend(engine)
-

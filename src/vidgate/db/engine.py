@@ -14,9 +14,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -24,27 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-SQLITE_BUSY_TIMEOUT_MS = 30_000
-_WRITE_OPTION = "vidgate_write"
-
-
-def _install_sqlite_pragmas(engine: AsyncEngine) -> None:
-    @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
-        # Let SQLAlchemy's "begin" event below own transaction start (pysqlite would
-        # otherwise emit its own deferred BEGIN).
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get(_WRITE_OPTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+from vidgate.db.backend import WRITE_OPTION, Backend, backend_for, install_sqlite_pragmas
 
 
 def create_engine(url: str) -> AsyncEngine:
@@ -52,26 +30,30 @@ def create_engine(url: str) -> AsyncEngine:
         # Sessions always end their own transactions, so the pool's extra rollback on
         # return is a wasted round trip.
         engine = create_async_engine(url, pool_size=8, max_overflow=8, pool_reset_on_return=None)
-        _install_sqlite_pragmas(engine)
+        install_sqlite_pragmas(engine.sync_engine)
         return engine
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 @dataclass
 class Database:
-    """The engine plus two session factories: one for reads, one for write transactions."""
+    """The engine, two ORM session factories (reads, write transactions) for the cold paths
+    (accounts, keys, admin), and the backend that runs the task core's transactions."""
 
     engine: AsyncEngine
 
     def __post_init__(self) -> None:
-        self._write_lock = asyncio.Lock() if self.dialect == "sqlite" else None
+        # One fair write lock per process for SQLite, shared by ORM writes and the backend's.
+        lock = asyncio.Lock()
+        self.backend: Backend = backend_for(self.engine, lock)
+        self._write_lock = lock if self.backend.name == "sqlite" else None
         self._read = async_sessionmaker(self.engine, expire_on_commit=False)
-        write_engine = self.engine.execution_options(**{_WRITE_OPTION: True})
+        write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
         self._write = async_sessionmaker(write_engine, expire_on_commit=False)
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self.backend.name
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncSession]:
@@ -89,6 +71,7 @@ class Database:
             yield session
 
     async def dispose(self) -> None:
+        await self.backend.dispose()
         await self.engine.dispose()
 
 

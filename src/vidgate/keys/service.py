@@ -115,15 +115,20 @@ async def revoke_key(
     return key
 
 
-async def authenticate(db: Database, authorization: str | None) -> Principal:
-    """Resolve an `Authorization: Bearer sk-...` header; raises Unauthorized."""
+def bearer_token(authorization: str | None) -> str:
+    """The key of an `Authorization: Bearer sk-...` header; raises Unauthorized."""
     if not authorization:
         raise Unauthorized("API key required: send Authorization: Bearer YOUR_API_KEY")
     scheme, _, token = authorization.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise Unauthorized("Authorization header must be 'Bearer YOUR_API_KEY'")
-    # Every authenticated request runs this: select the few columns needed, not the entity.
+    return token
+
+
+async def lookup(db: Database, key_hash: str) -> Principal:
+    """The principal of a key hash, from the database; raises Unauthorized."""
+    # Every cache miss runs this: select the few columns needed, not the entity.
     async with db.read() as session:
         row = (
             await session.execute(
@@ -134,7 +139,7 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
                     ApiKey.last_used_at,
                     ApiKey.rate_limit_per_second,
                     ApiKey.max_concurrent_jobs,
-                ).where(ApiKey.key_hash == hash_key(token))
+                ).where(ApiKey.key_hash == key_hash)
             )
         ).first()
     if row is None or row.status == KeyStatus.REVOKED:
@@ -153,3 +158,8 @@ async def authenticate(db: Database, authorization: str | None) -> Principal:
         rate_limit_per_second=row.rate_limit_per_second,
         max_concurrent_jobs=row.max_concurrent_jobs,
     )
+
+
+async def authenticate(db: Database, authorization: str | None) -> Principal:
+    """Resolve an `Authorization: Bearer sk-...` header straight from the database."""
+    return await lookup(db, hash_key(bearer_token(authorization)))

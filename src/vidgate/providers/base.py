@@ -54,7 +54,14 @@ class ProviderError(Exception):
 
 
 class TechnicalError(ProviderError):
-    """Transient: retry later (or fail over before anything was accepted upstream)."""
+    """Transient: retry later (or fail over before anything was accepted upstream).
+
+    `retry_after_s`: the upstream's own hint (a 429's Retry-After), a floor under our backoff.
+    """
+
+    def __init__(self, message: str, *, retry_after_s: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
 
 
 class LogicalError(ProviderError):
@@ -78,3 +85,7 @@ class Provider(Protocol):
     async def poll(self, upstream_id: str) -> JobStatus: ...
 
     async def cancel(self, upstream_id: str) -> None: ...
+
+    async def close(self) -> None:
+        """Stop local jobs and close connections (the gateway is shutting down)."""
+        ...

@@ -30,6 +30,7 @@ class InMemoryProvider:
     submitted: list[GenerationRequest] = field(default_factory=list)
     polled: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    closed: bool = False
 
     async def submit(self, request: GenerationRequest) -> Submission:
         outcome = self.submit_script.popleft() if self.submit_script else None
@@ -49,3 +50,6 @@ class InMemoryProvider:
 
     async def cancel(self, upstream_id: str) -> None:
         self.cancelled.append(upstream_id)
+
+    async def close(self) -> None:
+        self.closed = True

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import secrets
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -98,7 +99,8 @@ class SampleProvider:
             self._submits[request.task_id] += 1
             if self._submits[request.task_id] <= injection.flaky_submits:
                 raise TechnicalError("sample provider is flaky on purpose ([flaky] in the prompt)")
-        upstream_id = f"sample_{request.task_id}"
+        # Unique per submit: a render after a crash never shares a path with the one before.
+        upstream_id = f"sample_{request.task_id}_{secrets.token_hex(4)}"
         output = self.output_path(upstream_id)
         output.unlink(missing_ok=True)
         job = _Job()

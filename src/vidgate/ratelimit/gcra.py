@@ -11,7 +11,10 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from vidgate.settings import Settings
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -37,6 +40,10 @@ class Decision:
 class RateLimiter(Protocol):
     async def hit(self, key: str, *, rate_per_s: float, burst: int) -> Decision: ...
 
+    async def peek(self, key: str, *, rate_per_s: float, burst: int) -> Decision:
+        """Would a hit be allowed now? Counts nothing."""
+        ...
+
 
 class InMemoryRateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000):
@@ -45,6 +52,12 @@ class InMemoryRateLimiter:
         self._max_keys = max_keys
 
     async def hit(self, key: str, *, rate_per_s: float, burst: int) -> Decision:
+        return self._decide(key, rate_per_s=rate_per_s, burst=burst, record=True)
+
+    async def peek(self, key: str, *, rate_per_s: float, burst: int) -> Decision:
+        return self._decide(key, rate_per_s=rate_per_s, burst=burst, record=False)
+
+    def _decide(self, key: str, *, rate_per_s: float, burst: int, record: bool) -> Decision:
         now = self._clock()
         interval = 1.0 / rate_per_s
         window = interval * burst
@@ -60,9 +73,10 @@ class InMemoryRateLimiter:
                 reset_s=tat - now,
                 window_s=window,
             )
-        if len(self._tat) >= self._max_keys:
-            self._forget_idle(now)
-        self._tat[key] = new_tat
+        if record:
+            if len(self._tat) >= self._max_keys:
+                self._forget_idle(now)
+            self._tat[key] = new_tat
         remaining = int((now - allow_at) / interval)
         return Decision(
             allowed=True,
@@ -77,3 +91,8 @@ class InMemoryRateLimiter:
         # A key whose TAT has passed is indistinguishable from a new key.
         for key in [k for k, tat in self._tat.items() if tat <= now]:
             del self._tat[key]
+
+
+def build_rate_limiter(settings: Settings) -> RateLimiter:
+    """The request-rate store: in process now; the scale-out deployment adds a Redis store."""
+    return InMemoryRateLimiter()

@@ -1,28 +1,23 @@
-"""Task creation and reads: validation, pricing, limits, idempotency and the debit."""
+"""The task rules: create (validate, price, route, limit, idempotency, debit) and reads.
+
+It takes a surface-free command (tasks/commands.py) and returns task records; the presenters
+beside each surface's routers turn those into wire bodies. Each call is one transaction run by
+the database backend (db/backend.py) over the repository's queries.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Protocol
 
-from sqlalchemy import func, select, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession
 from ulid import ULID
 
-from vidgate.api.apimall.schemas import (
-    CreatedTask,
-    GenerateRequest,
-    HistoryItem,
-    HistoryPage,
-    TaskOutput,
-    TaskView,
-)
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
-from vidgate.db.models import ApiKey, VideoTask
-from vidgate.db.types import iso_ms, utcnow
+from vidgate.db.types import utcnow
 from vidgate.errors import (
     IdempotencyKeyInUse,
     InvalidRequest,
@@ -32,10 +27,10 @@ from vidgate.errors import (
 )
 from vidgate.keys.service import Principal
 from vidgate.providers.catalogue import Catalogue, ModelSpec
-from vidgate.providers.registry import ProviderRegistry
-from vidgate.storage.local import UrlSigner
-from vidgate.tasks import idempotency
-from vidgate.tasks.states import IN_FLIGHT, TaskStatus, TaskStep
+from vidgate.tasks import idempotency, repository, transitions
+from vidgate.tasks.commands import CreateTask
+from vidgate.tasks.repository import TaskRecord
+from vidgate.tasks.states import TaskStatus, TaskStep
 
 # How long a create waits for a concurrent request holding the same Idempotency-Key (PostgreSQL).
 IDEMPOTENCY_LOCK_TIMEOUT_MS = 10_000
@@ -46,201 +41,172 @@ def new_task_id() -> str:
     return f"vid_{ULID()}"
 
 
+class Routing(Protocol):
+    def accepts(self, model: ModelSpec) -> bool:
+        """Whether some worker (here or elsewhere) can run this model's tasks."""
+        ...
+
+
 @dataclass(frozen=True)
 class CreateOutcome:
-    task: CreatedTask
+    task: TaskRecord
+    remaining_credits: int  # the balance right after this task was paid for
     replayed: bool
 
 
 @dataclass(frozen=True, kw_only=True)
-class ValidatedRequest:
+class Validated:
     model: ModelSpec
-    options: dict[str, str | bool]
+    options: dict[str, Any]
     credits: int
-    image_urls: list[str]
+    params: dict[str, Any]
 
 
-def validate_request(request: GenerateRequest, catalogue: Catalogue) -> ValidatedRequest:
-    model = catalogue.get(request.model)
-    if request.type not in model.types:
+def validate(command: CreateTask, catalogue: Catalogue) -> Validated:
+    model = catalogue.get(command.model)
+    if command.type not in model.types:
         allowed = ", ".join(model.types)
-        raise InvalidRequest(f"type: model {model.id} supports {allowed} (got {request.type!r})")
-    options = model.normalize_options(request.given_options())
-    images = request.all_image_urls()
-    if request.type == "image-to-video" and not images:
+        raise InvalidRequest(f"type: model {model.id} supports {allowed} (got {command.type!r})")
+    options = model.normalize_options(command.options)
+    if command.type == "image-to-video" and not command.image_urls:
         raise InvalidRequest("image_urls: image-to-video needs at least one image URL")
-    if request.type == "text-to-video" and not (request.prompt and request.prompt.strip()):
+    if command.type == "text-to-video" and not (command.prompt and command.prompt.strip()):
         raise InvalidRequest("prompt: text-to-video needs a prompt")
-    if request.type == "video-to-video" and not request.video_url:
+    if command.type == "video-to-video" and not command.video_url:
         raise InvalidRequest("video_url: video-to-video needs a source video URL")
-    return ValidatedRequest(
-        model=model, options=options, credits=model.credits(options), image_urls=images
-    )
-
-
-async def _count_in_flight(session: AsyncSession, key_id: int) -> int:
-    count = await session.scalar(
-        select(func.count())
-        .select_from(VideoTask)
-        .where(VideoTask.api_key_id == key_id, VideoTask.status.in_(IN_FLIGHT))
-    )
-    return int(count or 0)
+    shape = model.shape(options)
+    params = {
+        "options": options,
+        "image_urls": list(command.image_urls),
+        "video_url": command.video_url,
+        # The provider request's shape, computed once from the model spec.
+        "width": shape.width,
+        "height": shape.height,
+        "seconds": shape.seconds,
+    }
+    return Validated(model=model, options=options, credits=model.credits(options), params=params)
 
 
 async def create_task(
     db: Database,
     *,
     principal: Principal,
-    request: GenerateRequest,
-    raw_body: dict[str, Any],
+    command: CreateTask,
     idempotency_key: str | None,
     catalogue: Catalogue,
-    registry: ProviderRegistry,
+    routing: Routing,
     default_max_concurrent_jobs: int,
     lock_timeout_ms: int = IDEMPOTENCY_LOCK_TIMEOUT_MS,
 ) -> CreateOutcome:
-    checked = validate_request(request, catalogue)
-    if not registry.routes_for(checked.model.id):
+    checked = validate(command, catalogue)
+    if not routing.accepts(checked.model):
         raise UpstreamUnavailable(
             f"no provider is configured for model {checked.model.id}",
             headers={"Retry-After": "60"},
         )
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
+    body_fingerprint = command.fingerprint()
     max_jobs = principal.max_concurrent_jobs or default_max_concurrent_jobs
-    task_id = new_task_id()
+    backend = db.backend
     now = utcnow()
+    task_id = new_task_id()
+    values: dict[str, Any] = {
+        "id": task_id,
+        "account_id": principal.account_id,
+        "api_key_id": principal.key_id,
+        "model": checked.model.id,
+        "type": command.type,
+        "prompt": command.prompt,
+        "params": checked.params,
+        "callback_url": command.callback_url,
+        "provider_request_id": f"provider_req_{ULID()}",
+        "surface": command.surface,
+        "queue": checked.model.queue,
+        "status": TaskStatus.PENDING.value,
+        "step": TaskStep.SUBMIT.value,
+        "attempts": 0,
+        "run_after": now,
+        "lease_owner": None,
+        "lease_expires_at": None,
+        "deadline_at": now + timedelta(seconds=checked.model.time_limit_seconds),
+        "channel": None,
+        "upstream_id": None,
+        "progress": 0,
+        "credits_used": checked.credits,
+        "credits_refunded": 0,
+        "error_code": None,
+        "error_message": None,
+        "result_urls": [],
+        "file_key": None,
+        "created_at": now,
+        "updated_at": now,
+        "started_at": None,
+        "completed_at": None,
+    }
+
+    def work(conn: Connection) -> CreateOutcome:
+        backend.serialise_creates(conn, key_id=principal.key_id, lock_timeout_ms=lock_timeout_ms)
+        if key is not None:
+            replayed_id = idempotency.claim(
+                conn,
+                backend,
+                account_id=principal.account_id,
+                key=key,
+                surface=command.surface,
+                body_fingerprint=body_fingerprint,
+                now=now,
+            )
+            if replayed_id is not None:
+                return _replay(conn, replayed_id)
+        in_flight = repository.count_in_flight(conn, api_key_id=principal.key_id)
+        if in_flight >= max_jobs:
+            raise TooManyConcurrentJobs(
+                f"Too many concurrent jobs: this key has {in_flight} tasks in flight "
+                f"(limit {max_jobs}); wait for one to finish",
+                headers={"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)},
+            )
+        repository.insert_task(conn, values)
+        transitions.created(conn, task_id=task_id, account_id=principal.account_id, at=now)
+        remaining = billing.debit_task(
+            conn, account_id=principal.account_id, amount=checked.credits, task_id=task_id
+        )
+        if key is not None:
+            idempotency.answered(
+                conn, account_id=principal.account_id, key=key, task_id=task_id, status_code=200
+            )
+        return CreateOutcome(TaskRecord(**values), remaining, replayed=False)
+
     try:
-        async with db.write() as session:
-            if db.dialect == "postgresql":
-                await session.execute(text(f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}"))
-            if key is not None:
-                replay = await idempotency.claim(
-                    session,
-                    account_id=principal.account_id,
-                    key=key,
-                    body_fingerprint=idempotency.fingerprint(raw_body),
-                )
-                if replay is not None:
-                    return CreateOutcome(CreatedTask(**replay.data), replayed=True)
-            if db.dialect == "postgresql":
-                # Serialise creates per key so the in-flight count below cannot race.
-                await session.execute(
-                    select(ApiKey.id).where(ApiKey.id == principal.key_id).with_for_update()
-                )
-            in_flight = await _count_in_flight(session, principal.key_id)
-            if in_flight >= max_jobs:
-                raise TooManyConcurrentJobs(
-                    f"Too many concurrent jobs: this key has {in_flight} tasks in flight "
-                    f"(limit {max_jobs}); wait for one to finish",
-                    headers={"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)},
-                )
-            provider_request_id = f"provider_req_{ULID()}"
-            session.add(
-                VideoTask(
-                    id=task_id,
-                    account_id=principal.account_id,
-                    api_key_id=principal.key_id,
-                    model=checked.model.id,
-                    type=request.type,
-                    prompt=request.prompt,
-                    params={"options": checked.options, "image_urls": checked.image_urls},
-                    callback_url=request.callback_url,
-                    provider_request_id=provider_request_id,
-                    status=TaskStatus.PENDING.value,
-                    step=TaskStep.SUBMIT.value,
-                    run_after=now,
-                    deadline_at=now + timedelta(seconds=checked.model.time_limit_seconds),
-                    credits_used=checked.credits,
-                    created_at=now,
-                    updated_at=now,
-                )
-            )
-            await session.flush()
-            remaining = await billing.debit(
-                session, account_id=principal.account_id, amount=checked.credits, task_id=task_id
-            )
-            created = CreatedTask(
-                task_id=task_id,
-                request_id=provider_request_id,
-                credits_used=checked.credits,
-                remaining_credits=remaining,
-                model=checked.model.id,
-            )
-            if key is not None:
-                await idempotency.store_response(
-                    session,
-                    account_id=principal.account_id,
-                    key=key,
-                    task_id=task_id,
-                    status_code=200,
-                    data=created.model_dump(),
-                )
+        return await backend.run_write(work)
     except OperationalError as exc:
-        if key is not None and "lock timeout" in str(exc).lower():
+        if key is not None and backend.is_lock_timeout(exc):
             raise IdempotencyKeyInUse(headers={"Retry-After": "1"}) from exc
         raise
-    return CreateOutcome(created, replayed=False)
 
 
-async def load_task(session: AsyncSession, *, account_id: int, task_id: str) -> VideoTask:
-    task = await session.get(VideoTask, task_id) if task_id.startswith("vid_") else None
+def _replay(conn: Connection, task_id: str) -> CreateOutcome:
+    task = repository.get(conn, task_id)
+    remaining = billing.balance_after_debit(conn, task_id=task_id)
+    if task is None or remaining is None:  # only if someone deleted rows by hand
+        raise NotFound(f"task {task_id} of this Idempotency-Key no longer exists")
+    return CreateOutcome(task, remaining, replayed=True)
+
+
+async def get_task(db: Database, *, account_id: int, task_id: str) -> TaskRecord:
+    if not task_id.startswith("vid_") or len(task_id) > 40:
+        raise NotFound(f"task {task_id} not found")
+    task = await db.backend.run_read(lambda conn: repository.get(conn, task_id))
     # Another account's task is "not found" too: never confirm that an id exists.
     if task is None or task.account_id != account_id:
         raise NotFound(f"task {task_id} not found")
     return task
 
 
-def hosted_url(task: VideoTask, signer: UrlSigner) -> str | None:
-    if task.status == TaskStatus.COMPLETED and task.file_key:
-        return signer.url_for(task.file_key)
-    return None
-
-
-def task_view(task: VideoTask, signer: UrlSigner) -> TaskView:
-    video_url = hosted_url(task, signer)
-    return TaskView(
-        task_id=task.id,
-        model=task.model,
-        type=task.type,
-        status=task.status,
-        progress=100 if task.status == TaskStatus.COMPLETED else task.progress,
-        output=TaskOutput(resultUrls=[video_url] if video_url else []),
-        video_url=video_url,
-        error_message=task.error_message,
-        failMsg=task.error_message,
-        credits_used=task.credits_used,
-        credits_refunded=task.credits_refunded,
-        created_at=iso_ms(task.created_at) or "",
-        updated_at=iso_ms(task.updated_at) or "",
-        completed_at=iso_ms(task.completed_at),
-    )
-
-
 async def history(
-    db: Database, *, account_id: int, page: int, limit: int, signer: UrlSigner
-) -> HistoryPage:
-    async with db.read() as session:
-        total = await session.scalar(
-            select(func.count()).select_from(VideoTask).where(VideoTask.account_id == account_id)
+    db: Database, *, account_id: int, page: int, limit: int
+) -> tuple[int, list[TaskRecord]]:
+    return await db.backend.run_read(
+        lambda conn: repository.history(
+            conn, account_id=account_id, offset=(page - 1) * limit, limit=limit
         )
-        tasks = await session.scalars(
-            select(VideoTask)
-            .where(VideoTask.account_id == account_id)
-            .order_by(VideoTask.created_at.desc(), VideoTask.id.desc())
-            .offset((page - 1) * limit)
-            .limit(limit)
-        )
-        items = [
-            HistoryItem(
-                task_id=task.id,
-                model=task.model,
-                created_at=iso_ms(task.created_at) or "",
-                status=task.status,
-                video_url=hosted_url(task, signer),
-                credits_used=task.credits_used,
-                credits_refunded=task.credits_refunded,
-                completed_at=iso_ms(task.completed_at),
-            )
-            for task in tasks
-        ]
-    return HistoryPage(items=items, page=page, limit=limit, total=int(total or 0))
+    )

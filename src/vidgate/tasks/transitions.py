@@ -1,9 +1,12 @@
-"""Every write the worker makes to a task, each a conditional UPDATE.
+"""Every move of a task, each one conditional UPDATE plus its event row, in the caller's
+transaction.
 
-Worker writes are fenced by the lease (`lease_owner = me`), so a worker that lost its lease cannot
-overwrite its successor. Completion and failure also require a non-terminal status, so a task
-ends exactly once; failure refunds in the same transaction, and the ledger's unique
-(task_id, 'refund') makes a second refund impossible even if that check were bypassed.
+A move applies only from the statuses the state machine allows (tasks/states.py ALLOWED), so a
+task ends exactly once; worker moves are also fenced by the lease (`lease_owner = me`), so a
+worker that lost its lease cannot overwrite its successor. A refused move changes nothing and
+writes no event. Failure refunds in the same transaction, and the ledger's unique
+(task_id, 'refund') makes a second refund impossible even if those checks were bypassed.
+Lease housekeeping (extend, release, retry later) is not a move and writes no event.
 """
 
 from __future__ import annotations
@@ -11,153 +14,254 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import Connection
 
 from vidgate.billing import service as billing
-from vidgate.db.engine import Database
-from vidgate.db.models import VideoTask
-from vidgate.db.types import utcnow
-from vidgate.tasks.states import TERMINAL, TaskStatus, TaskStep
+from vidgate.tasks import repository
+from vidgate.tasks.repository import tasks
+from vidgate.tasks.states import (
+    IN_FLIGHT,
+    PROGRESS_EVENT_STEP,
+    EventKind,
+    TaskErrorCode,
+    TaskStatus,
+    TaskStep,
+    sources_of,
+)
+
+_NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
 
 
-def _owned(task_id: str, owner: str) -> Any:
-    return (
-        (VideoTask.id == task_id)
-        & (VideoTask.lease_owner == owner)
-        & (VideoTask.status.not_in(TERMINAL))
+def _move(
+    conn: Connection,
+    task_id: str,
+    *,
+    target: TaskStatus,
+    at: datetime,
+    owner: str | None,
+    values: dict[str, Any],
+    event: EventKind | None,
+    data: dict[str, Any] | None = None,
+) -> Any | None:
+    row = repository.update_task(
+        conn,
+        task_id,
+        owner=owner,
+        sources=sources_of(target),
+        values={"status": target.value, "updated_at": at, **values},
+        returning=("account_id", "credits_used"),
     )
-
-
-async def _update_owned(
-    db: Database, task_id: str, owner: str, *, release_lease: bool = True, **values: Any
-) -> bool:
-    """Apply `values` if we still hold the lease; by default also give the lease back."""
-    values.setdefault("updated_at", utcnow())
-    if release_lease:
-        values.update(lease_owner=None, lease_expires_at=None)
-    async with db.write() as session:
-        result = await session.execute(
-            update(VideoTask).where(_owned(task_id, owner)).values(**values)
+    if row is not None and event is not None:
+        repository.insert_event(
+            conn,
+            task_id=task_id,
+            account_id=row.account_id,
+            kind=event.value,
+            status=target.value,
+            at=at,
+            data=data,
         )
-    return bool(getattr(result, "rowcount", 0))
+    return row
 
 
-async def extend_lease(db: Database, task_id: str, owner: str, *, lease_s: float) -> bool:
-    return await _update_owned(
-        db,
-        task_id,
-        owner,
-        release_lease=False,
-        lease_expires_at=utcnow() + timedelta(seconds=lease_s),
-        updated_at=VideoTask.updated_at,
+def created(conn: Connection, *, task_id: str, account_id: int, at: datetime) -> None:
+    """The event of a task just inserted (pending) by the create transaction."""
+    repository.insert_event(
+        conn,
+        task_id=task_id,
+        account_id=account_id,
+        kind=EventKind.CREATED.value,
+        status=TaskStatus.PENDING.value,
+        at=at,
     )
 
 
-async def record_submission(
-    db: Database, task_id: str, owner: str, *, upstream_id: str, channel: str, run_after: datetime
-) -> bool:
-    """The provider accepted the job: persist its id at once, so it is never submitted twice."""
-    now = utcnow()
-    return await _update_owned(
-        db,
-        task_id,
-        owner,
-        status=TaskStatus.PROCESSING.value,
-        step=TaskStep.POLL.value,
-        upstream_id=upstream_id,
-        channel=channel,
-        started_at=now,
-        run_after=run_after,
-    )
-
-
-async def record_progress(
-    db: Database, task_id: str, owner: str, *, progress: int, run_after: datetime
-) -> bool:
-    return await _update_owned(
-        db,
-        task_id,
-        owner,
-        status=TaskStatus.PROCESSING.value,
-        progress=max(0, min(99, progress)),
-        run_after=run_after,
-    )
-
-
-async def schedule_retry(
-    db: Database,
+def submitted(
+    conn: Connection,
     task_id: str,
     owner: str,
     *,
+    at: datetime,
+    upstream_id: str,
+    channel: str,
+    run_after: datetime,
+    keep_lease: bool = False,
+) -> bool:
+    """The provider accepted the job: persist its id at once, so it is never submitted twice."""
+    values: dict[str, Any] = {
+        "step": TaskStep.POLL.value,
+        "upstream_id": upstream_id,
+        "channel": channel,
+        "started_at": at,
+        "run_after": run_after,
+    }
+    if not keep_lease:
+        values.update(_NO_LEASE)
+    row = _move(
+        conn,
+        task_id,
+        target=TaskStatus.PROCESSING,
+        at=at,
+        owner=owner,
+        values=values,
+        event=EventKind.SUBMITTED,
+        data={"channel": channel, "upstream_id": upstream_id},
+    )
+    return row is not None
+
+
+def progressed(
+    conn: Connection,
+    task_id: str,
+    owner: str,
+    *,
+    at: datetime,
+    previous: int,
+    progress: int,
+    run_after: datetime,
+    keep_lease: bool = False,
+) -> bool:
+    """A running job's progress; an event only when it passes a new PROGRESS_EVENT_STEP mark."""
+    progress = max(0, min(99, progress))
+    values: dict[str, Any] = {"progress": progress, "run_after": run_after}
+    if not keep_lease:
+        values.update(_NO_LEASE)
+    worth_an_event = progress // PROGRESS_EVENT_STEP > previous // PROGRESS_EVENT_STEP
+    row = _move(
+        conn,
+        task_id,
+        target=TaskStatus.PROCESSING,
+        at=at,
+        owner=owner,
+        values=values,
+        event=EventKind.PROGRESS if worth_an_event else None,
+        data={"progress": progress},
+    )
+    return row is not None
+
+
+def completed(conn: Connection, task_id: str, owner: str, *, at: datetime, file_key: str) -> bool:
+    row = _move(
+        conn,
+        task_id,
+        target=TaskStatus.COMPLETED,
+        at=at,
+        owner=owner,
+        values={
+            "step": TaskStep.DONE.value,
+            "progress": 100,
+            "file_key": file_key,
+            "completed_at": at,
+            **_NO_LEASE,
+        },
+        event=EventKind.COMPLETED,
+    )
+    return row is not None
+
+
+def failed(
+    conn: Connection,
+    task_id: str,
+    *,
+    at: datetime,
+    code: TaskErrorCode,
+    message: str,
+) -> bool:
+    """End a task as failed and give its credits back. Not fenced by the lease: a timeout or an
+    operator may end a task another worker holds; the status fence keeps it exactly once."""
+    row = _move(
+        conn,
+        task_id,
+        target=TaskStatus.FAILED,
+        at=at,
+        owner=None,
+        values={
+            "step": TaskStep.DONE.value,
+            "error_code": code.value,
+            "error_message": message,
+            "credits_refunded": tasks.c.credits_used,
+            "completed_at": at,
+            **_NO_LEASE,
+        },
+        event=EventKind.FAILED,
+        data={"error_code": code.value, "error_message": message},
+    )
+    if row is None:
+        return False
+    if row.credits_used:
+        billing.refund_task(
+            conn, account_id=row.account_id, amount=row.credits_used, task_id=task_id
+        )
+    return True
+
+
+def cancelled(conn: Connection, task_id: str, *, at: datetime, refund: bool) -> bool:
+    """The user cancelled it (the cancel endpoint); refunded when the channel's policy says."""
+    row = _move(
+        conn,
+        task_id,
+        target=TaskStatus.CANCELLED,
+        at=at,
+        owner=None,
+        values={
+            "step": TaskStep.DONE.value,
+            "error_code": TaskErrorCode.CANCELLED.value,
+            "error_message": "cancelled by the user",
+            "credits_refunded": tasks.c.credits_used if refund else 0,
+            "completed_at": at,
+            **_NO_LEASE,
+        },
+        event=EventKind.CANCELLED,
+        data={"refunded": refund},
+    )
+    if row is None:
+        return False
+    if refund and row.credits_used:
+        billing.refund_task(
+            conn, account_id=row.account_id, amount=row.credits_used, task_id=task_id
+        )
+    return True
+
+
+# -- lease housekeeping (no status change, no event) -----------------------------------------
+
+
+def _housekeep(conn: Connection, task_id: str, owner: str, values: dict[str, Any]) -> bool:
+    row = repository.update_task(conn, task_id, owner=owner, sources=IN_FLIGHT, values=values)
+    return row is not None
+
+
+def extend_lease(conn: Connection, task_id: str, owner: str, *, until: datetime) -> bool:
+    return _housekeep(conn, task_id, owner, {"lease_expires_at": until})
+
+
+def release(conn: Connection, task_id: str, owner: str) -> bool:
+    """Give the lease back untouched (shutdown, or a task this worker cannot serve)."""
+    return _housekeep(conn, task_id, owner, dict(_NO_LEASE))
+
+
+def retry_later(
+    conn: Connection,
+    task_id: str,
+    owner: str,
+    *,
+    at: datetime,
     run_after: datetime,
     step: TaskStep | None = None,
     clear_upstream: bool = False,
 ) -> bool:
     values: dict[str, Any] = {
-        "attempts": VideoTask.attempts + 1,
+        "attempts": tasks.c.attempts + 1,
         "run_after": run_after,
+        "updated_at": at,
+        **_NO_LEASE,
     }
     if step is not None:
         values["step"] = step.value
     if clear_upstream:
         values["upstream_id"] = None
-    return await _update_owned(db, task_id, owner, **values)
+    return _housekeep(conn, task_id, owner, values)
 
 
-async def release(db: Database, task_id: str, owner: str) -> bool:
-    """Give the lease back without other changes (graceful shutdown)."""
-    return await _update_owned(db, task_id, owner, updated_at=VideoTask.updated_at)
-
-
-async def complete(db: Database, task_id: str, owner: str, *, file_key: str) -> bool:
-    now = utcnow()
-    return await _update_owned(
-        db,
-        task_id,
-        owner,
-        status=TaskStatus.COMPLETED.value,
-        step=TaskStep.DONE.value,
-        progress=100,
-        file_key=file_key,
-        completed_at=now,
-        updated_at=now,
-    )
-
-
-async def fail_and_refund(
-    session: AsyncSession, task_id: str, *, error_code: str, error_message: str
-) -> bool:
-    """End a task as failed and give its credits back, in the caller's transaction."""
-    now = utcnow()
-    row = (
-        await session.execute(
-            update(VideoTask)
-            .where(VideoTask.id == task_id, VideoTask.status.not_in(TERMINAL))
-            .values(
-                status=TaskStatus.FAILED.value,
-                step=TaskStep.DONE.value,
-                error_code=error_code,
-                error_message=error_message,
-                credits_refunded=VideoTask.credits_used,
-                completed_at=now,
-                updated_at=now,
-                lease_owner=None,
-                lease_expires_at=None,
-            )
-            .returning(VideoTask.account_id, VideoTask.credits_used)
-        )
-    ).first()
-    if row is None:
-        return False
-    account_id, credits_used = row
-    if credits_used:
-        await billing.refund(session, account_id=account_id, amount=credits_used, task_id=task_id)
-    return True
-
-
-async def fail(db: Database, task_id: str, *, error_code: str, error_message: str) -> bool:
-    async with db.write() as session:
-        return await fail_and_refund(
-            session, task_id, error_code=error_code, error_message=error_message
-        )
+def lease_until(at: datetime, lease_s: float) -> datetime:
+    return at + timedelta(seconds=lease_s)

@@ -1,22 +1,18 @@
-"""Claiming due tasks with a lease.
+"""Claiming due tasks with a lease, for one worker pool.
 
-The claim is one statement: pick due tasks whose lease is free or expired and stamp them with our
-lease. On PostgreSQL the inner SELECT carries FOR UPDATE SKIP LOCKED, so many workers claim
-disjoint tasks without waiting on each other; SQLite has no row locks (the clause compiles away)
-and its single writer lock makes the statement atomic on its own.
+A worker claims only from its own queues, and only tasks it can serve: models its registry
+routes (for a submit) and providers it has (for a poll). The claim is one statement
+(tasks/repository.py claim_due).
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from collections.abc import Collection
 from typing import Protocol
 
-from sqlalchemy import or_, select, update
-
 from vidgate.db.engine import Database
-from vidgate.db.models import VideoTask
 from vidgate.db.types import utcnow
-from vidgate.tasks.states import IN_FLIGHT
+from vidgate.tasks import repository
 
 
 class Claimer(Protocol):
@@ -24,30 +20,33 @@ class Claimer(Protocol):
 
 
 class SqlClaimer:
-    def __init__(self, db: Database) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        queues: Collection[str] | None = None,
+        models: Collection[str] | None = None,
+        channels: Collection[str] | None = None,
+    ) -> None:
+        """None: any queue, model or channel; an empty collection: none."""
         self.db = db
+        self.queues = None if queues is None else tuple(queues)
+        self.models = None if models is None else tuple(models)
+        self.channels = None if channels is None else tuple(channels)
 
     async def claim(self, *, owner: str, limit: int, lease_s: float) -> list[str]:
         if limit <= 0:
             return []
         now = utcnow()
-        due = (
-            select(VideoTask.id)
-            .where(
-                VideoTask.status.in_(IN_FLIGHT),
-                VideoTask.run_after <= now,
-                or_(VideoTask.lease_expires_at.is_(None), VideoTask.lease_expires_at < now),
+        return await self.db.backend.run_write(
+            lambda conn: repository.claim_due(
+                conn,
+                owner=owner,
+                now=now,
+                limit=limit,
+                lease_s=lease_s,
+                queues=self.queues,
+                models=self.models,
+                channels=self.channels,
             )
-            .order_by(VideoTask.run_after)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
         )
-        async with self.db.write() as session:
-            claimed = await session.scalars(
-                update(VideoTask)
-                .where(VideoTask.id.in_(due.scalar_subquery()))
-                .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
-                .returning(VideoTask.id)
-                .execution_options(synchronize_session=False)
-            )
-            return list(claimed)

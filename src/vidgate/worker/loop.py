@@ -12,13 +12,18 @@ from ulid import ULID
 
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
-from vidgate.tasks import idempotency, transitions
+from vidgate.tasks import idempotency, repository, transitions
+from vidgate.tasks.states import TaskErrorCode
 from vidgate.worker.claim import Claimer
 from vidgate.worker.runner import TaskRunner
 
 logger = logging.getLogger("vidgate.worker")
 
 PURGE_INTERVAL_S = 3600.0
+# Tasks past their deadline that nobody holds (no worker serves their queue) are failed and
+# refunded by whichever worker looks first.
+OVERDUE_SWEEP_INTERVAL_S = 30.0
+OVERDUE_BATCH = 100
 
 
 def new_worker_id() -> str:
@@ -70,10 +75,40 @@ class Worker:
         # Hand back anything we still hold so a restart resumes at once, not after the lease.
         for task_id in held:
             with contextlib.suppress(Exception):
-                await transitions.release(self.db, task_id, self.owner)
+                await self._release(task_id)
+
+    async def _housekeeping(self) -> None:
+        now = utcnow()
+        await self.db.backend.run_write(lambda conn: idempotency.purge_expired(conn, now=now))
+
+    async def _sweep_overdue(self) -> None:
+        now = utcnow()
+        overdue = await self.db.backend.run_read(
+            lambda conn: repository.overdue(conn, now=now, limit=OVERDUE_BATCH)
+        )
+        for task_id in overdue:
+            await self._fail_overdue(task_id)
+
+    async def _release(self, task_id: str) -> bool:
+        return await self.db.backend.run_write(
+            lambda conn: transitions.release(conn, task_id, self.owner)
+        )
+
+    async def _fail_overdue(self, task_id: str) -> bool:
+        now = utcnow()
+        return await self.db.backend.run_write(
+            lambda conn: transitions.failed(
+                conn,
+                task_id,
+                at=now,
+                code=TaskErrorCode.TIMEOUT,
+                message="task timed out before any worker could run it",
+            )
+        )
 
     async def _run(self) -> None:
         last_purge = 0.0
+        last_sweep = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:
             claimed: list[str] = []
@@ -86,8 +121,10 @@ class Worker:
                     self._active[task_id] = asyncio.create_task(self._run_one(task_id))
                 if loop.time() - last_purge > PURGE_INTERVAL_S:
                     last_purge = loop.time()
-                    async with self.db.write() as session:
-                        await idempotency.purge_expired(session)
+                    await self._housekeeping()
+                if loop.time() - last_sweep > OVERDUE_SWEEP_INTERVAL_S:
+                    last_sweep = loop.time()
+                    await self._sweep_overdue()
             except Exception:
                 logger.exception("worker loop error; continuing")
             if claimed and len(self._active) < self.concurrency:

@@ -1,25 +1,29 @@
-"""Drives one claimed task one step forward through its provider.
+"""Drives one claimed task forward through its provider.
 
-Each call handles the step the task row says it is at (submit or poll), persists the outcome, and
-gives the lease back with the time of the next visit. A worker that dies mid-step leaves the row
-as it was; its lease expires and another worker repeats that step. The provider's job id is
-written the moment submit returns, so an accepted job is never submitted twice.
+A call handles the step the task row is at (submit or poll) and persists the outcome in one
+transaction through tasks/transitions.py. Remote jobs live upstream: after each step the lease
+goes back with the time of the next visit, so any worker of the queue may take the next step.
+Local jobs (the sample renderer, later GPU models) live in this process: they run to their end
+inside one held lease, so no other worker polls a job it cannot see. A worker that dies
+mid-step leaves the row as it was; its lease expires and another worker repeats that step.
+The provider's job id is written the moment submit returns, so an accepted remote job is never
+submitted twice.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ipaddress
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from pathlib import Path
+
+from sqlalchemy import Connection
 
 from vidgate.db.engine import Database
-from vidgate.db.models import VideoTask
 from vidgate.db.types import utcnow
-from vidgate.net.fetch import FetchError, FetchPolicy, UnsafeURLError, fetch_url
+from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import (
     GenerationRequest,
     JobLost,
@@ -29,23 +33,22 @@ from vidgate.providers.base import (
     Provider,
     TechnicalError,
 )
-from vidgate.providers.catalogue import DEFAULT_RESOLUTION, Catalogue, frame_size
-from vidgate.providers.registry import ProviderRegistry
-from vidgate.settings import Settings
-from vidgate.storage.local import LocalFileStore
-from vidgate.tasks import transitions
-from vidgate.tasks.states import TERMINAL, TaskStep
+from vidgate.providers.catalogue import Catalogue
+from vidgate.providers.registry import ProviderRegistry, Route
+from vidgate.storage.base import FileStore
+from vidgate.tasks import repository, transitions
+from vidgate.tasks.repository import TaskRecord
+from vidgate.tasks.states import TaskErrorCode, TaskStep
+from vidgate.worker import media
 from vidgate.worker.retry import RetryPolicy
 
 logger = logging.getLogger("vidgate.worker")
-
-RESULT_MAX_BYTES = 2 * 1024 * 1024 * 1024
 
 
 class _TaskFailed(Exception):
     """Ends the task as failed (and refunded) with a message for the user."""
 
-    def __init__(self, code: str, message: str) -> None:
+    def __init__(self, code: TaskErrorCode, message: str) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
@@ -56,189 +59,271 @@ class TaskRunner:
         self,
         *,
         db: Database,
-        settings: Settings,
         catalogue: Catalogue,
         registry: ProviderRegistry,
-        store: LocalFileStore,
+        store: FileStore,
         owner: str,
+        lease_s: float,
+        default_poll_interval_s: float,
+        input_policy: FetchPolicy,
+        result_policy: FetchPolicy,
+        work_dir: Path,
         retry: RetryPolicy | None = None,
     ) -> None:
         self.db = db
-        self.settings = settings
         self.catalogue = catalogue
         self.registry = registry
         self.store = store
         self.owner = owner
-        self.retry = retry or RetryPolicy()
-        networks = tuple(
-            ipaddress.ip_network(n, strict=False) for n in settings.fetch_allowed_private_networks
-        )
-        self.input_policy = FetchPolicy(
-            max_bytes=settings.fetch_max_bytes,
-            timeout_s=settings.fetch_timeout_s,
-            allowed_private_networks=networks,
-        )
-        self.result_policy = FetchPolicy(
-            max_bytes=RESULT_MAX_BYTES, timeout_s=600.0, allowed_private_networks=networks
-        )
+        self.lease_s = lease_s
+        self.default_poll_interval_s = default_poll_interval_s
+        self.input_policy = input_policy
+        self.result_policy = result_policy
+        self.work_dir = work_dir
+        self.default_retry = retry or RetryPolicy()
 
     async def run(self, task_id: str) -> datetime | None:
-        """Run the task's current step; returns when it is due again (None: it ended)."""
-        async with self.db.read() as session:
-            task = await session.get(VideoTask, task_id)
-        if task is None or task.status in TERMINAL or task.lease_owner != self.owner:
+        """Run the task's current step; returns when it is due again (None: not by us)."""
+        task = await self.db.backend.run_read(lambda conn: repository.get(conn, task_id))
+        if task is None or task.is_terminal or task.lease_owner != self.owner:
             return None
         if utcnow() >= task.deadline_at:
-            await self._fail_timed_out(task)
+            await self._time_out(task)
+            return None
+        routes = self.registry.routes_for(task.model)
+        provider = self.registry.provider(task.channel) if task.channel else None
+        if (task.step == TaskStep.SUBMIT and not routes) or (
+            task.step == TaskStep.POLL and provider is None
+        ):
+            # Another pool's worker may serve it: hand it back untouched.
+            logger.warning("task %s: no provider here for %s; released", task.id, task.model)
+            await self._write(lambda conn: transitions.release(conn, task.id, self.owner))
             return None
         try:
-            async with self._heartbeat(task_id):
+            async with self._heartbeat(task.id):
                 if task.step == TaskStep.SUBMIT:
-                    return await self._submit(task)
-                return await self._poll(task)
+                    return await self._submit(task, routes)
+                assert provider is not None
+                return await self._poll(task, provider)
         except _TaskFailed as failure:
             await self._fail(task, failure.code, failure.message)
         except LogicalError as error:
-            await self._fail(task, "provider_rejected", error.message)
+            await self._fail(task, TaskErrorCode.PROVIDER_REJECTED, error.message)
         except TechnicalError as error:
-            return await self._retry_or_fail(task, error.message)
+            return await self._retry_or_fail(task, error)
         except Exception as error:
             logger.exception("task %s: unexpected error in step %s", task.id, task.step)
-            return await self._retry_or_fail(task, f"internal error: {type(error).__name__}")
+            return await self._retry_or_fail(
+                task, TechnicalError(f"internal error: {type(error).__name__}")
+            )
         return None
 
     # -- steps ---------------------------------------------------------------------------
 
-    async def _submit(self, task: VideoTask) -> datetime:
-        model = self.catalogue.get(task.model)
-        routes = self.registry.routes_for(task.model)
-        if not routes:
-            raise _TaskFailed("no_provider", f"no provider is configured for model {task.model}")
-        options: dict[str, Any] = task.params.get("options", {})
-        width, height = frame_size(
-            aspect_ratio=str(options.get("aspect_ratio", "landscape")),
-            resolution=str(options.get("resolution", DEFAULT_RESOLUTION)),
-        )
-        images = await self._fetch_images(task.params.get("image_urls", []))
+    async def _submit(self, task: TaskRecord, routes: tuple[Route, ...]) -> datetime | None:
+        images = await self._fetch_inputs(task)
         last_error: TechnicalError | None = None
         for route in routes:  # fail over only while nothing has been accepted upstream
-            request = GenerationRequest(
-                task_id=task.id,
-                model=task.model,
-                upstream_model=route.channel.upstream_model,
-                type=task.type,
-                prompt=task.prompt or "",
-                options=options,
-                seconds=model.clip_seconds(options),
-                width=width,
-                height=height,
-                images=images,
-            )
+            provider = route.provider
             try:
-                submission = await route.provider.submit(request)
+                submission = await provider.submit(self._request(task, route, images))
             except TechnicalError as error:
-                logger.warning("task %s: %s refused: %s", task.id, route.provider.name, error)
+                logger.warning("task %s: %s refused: %s", task.id, provider.name, error)
                 last_error = error
                 continue
-            next_poll = self._next_poll(task, route.provider)
-            await transitions.record_submission(
-                self.db,
-                task.id,
-                self.owner,
-                upstream_id=submission.upstream_id,
-                channel=route.provider.name,
-                run_after=next_poll,
-            )
-            logger.info("task %s: submitted to %s", task.id, route.provider.name)
-            return next_poll
+            return await self._submitted(task, provider, submission.upstream_id)
         assert last_error is not None
         raise last_error
 
-    async def _poll(self, task: VideoTask) -> datetime | None:
-        provider = self.registry.provider(task.channel or "")
-        if provider is None or task.upstream_id is None:
-            raise _TaskFailed("no_provider", f"provider {task.channel} is no longer configured")
+    async def _submitted(
+        self, task: TaskRecord, provider: Provider, upstream_id: str
+    ) -> datetime | None:
+        local = provider.resubmit_lost_jobs
+        now = utcnow()
+        next_poll = self._next_poll(task, provider)
+        accepted = await self._write(
+            lambda conn: transitions.submitted(
+                conn,
+                task.id,
+                self.owner,
+                at=now,
+                upstream_id=upstream_id,
+                channel=provider.name,
+                run_after=next_poll,
+                keep_lease=local,
+            )
+        )
+        logger.info("task %s: submitted to %s", task.id, provider.name)
+        if not accepted:  # we lost the lease meanwhile; the successor takes over
+            return None
+        if local:
+            await self._run_local(task, provider, upstream_id)
+            return None
+        return next_poll
+
+    async def _run_local(self, task: TaskRecord, provider: Provider, upstream_id: str) -> None:
+        """Follow a job of this process to its end, holding the lease all along."""
+        progress = 0
+        interval = provider.poll_interval_s or self.default_poll_interval_s
+        while True:
+            status = await provider.poll(upstream_id)
+            if status.state != JobState.RUNNING:
+                await self._finish(task, provider, status)
+                return
+            if status.progress > progress:
+                previous, progress = progress, status.progress
+                if not await self._report_local_progress(task, previous, progress):
+                    # Timed out or taken over: stop the render.
+                    with contextlib.suppress(Exception):
+                        await provider.cancel(upstream_id)
+                    return
+            if utcnow() >= task.deadline_at:
+                await self._time_out(task)
+                return
+            await asyncio.sleep(interval)
+
+    async def _report_local_progress(self, task: TaskRecord, previous: int, progress: int) -> bool:
+        now = utcnow()
+        return await self._write(
+            lambda conn: transitions.progressed(
+                conn,
+                task.id,
+                self.owner,
+                at=now,
+                previous=previous,
+                progress=progress,
+                run_after=now,
+                keep_lease=True,
+            )
+        )
+
+    async def _poll(self, task: TaskRecord, provider: Provider) -> datetime | None:
+        assert task.upstream_id is not None
         try:
             status = await provider.poll(task.upstream_id)
         except JobLost as lost:
             if not provider.resubmit_lost_jobs:
-                raise _TaskFailed("upstream_lost", lost.message) from lost
+                raise _TaskFailed(TaskErrorCode.UPSTREAM_LOST, lost.message) from lost
+            # Only a dead worker's local job gets here: render it again, it costs nobody.
             logger.info("task %s: %s; submitting again", task.id, lost.message)
             now = utcnow()
-            await transitions.schedule_retry(
-                self.db,
-                task.id,
-                self.owner,
-                run_after=now,
-                step=TaskStep.SUBMIT,
-                clear_upstream=True,
+            await self._write(
+                lambda conn: transitions.retry_later(
+                    conn,
+                    task.id,
+                    self.owner,
+                    at=now,
+                    run_after=now,
+                    step=TaskStep.SUBMIT,
+                    clear_upstream=True,
+                )
             )
             return now
         if status.state == JobState.RUNNING:
+            now = utcnow()
             next_poll = self._next_poll(task, provider)
-            await transitions.record_progress(
-                self.db, task.id, self.owner, progress=status.progress, run_after=next_poll
+            await self._write(
+                lambda conn: transitions.progressed(
+                    conn,
+                    task.id,
+                    self.owner,
+                    at=now,
+                    previous=task.progress,
+                    progress=status.progress,
+                    run_after=next_poll,
+                )
             )
             return next_poll
-        if status.state == JobState.FAILED:
-            raise _TaskFailed("generation_failed", status.error or "generation failed")
-        await self._store_and_complete(task, provider, status)
+        await self._finish(task, provider, status)
         return None
 
-    async def _store_and_complete(
-        self, task: VideoTask, provider: Provider, status: JobStatus
-    ) -> None:
+    async def _finish(self, task: TaskRecord, provider: Provider, status: JobStatus) -> None:
+        if status.state == JobState.FAILED:
+            raise _TaskFailed(TaskErrorCode.GENERATION_FAILED, status.error or "generation failed")
         key = f"{task.id}.mp4"
-        if status.result_file is not None:
-            self.store.put_file(key, status.result_file)
-        elif status.result_urls:
-            try:
-                fetched = await fetch_url(
-                    status.result_urls[0], policy=self.result_policy, expect="video"
-                )
-            except (FetchError, UnsafeURLError) as error:
-                raise TechnicalError(f"could not download the result: {error}") from error
-            self.store.put_bytes(key, fetched.data)
-        else:
-            raise LogicalError(f"{provider.name} reported success without a result")
-        if await transitions.complete(self.db, task.id, self.owner, file_key=key):
+        await media.store_result(
+            self.store,
+            key,
+            status,
+            policy=self.result_policy,
+            work_dir=self.work_dir,
+        )
+        now = utcnow()
+        if await self._write(
+            lambda conn: transitions.completed(conn, task.id, self.owner, at=now, file_key=key)
+        ):
             logger.info("task %s: completed", task.id)
         else:  # it ended meanwhile (timed out): the file has no owner
-            path = self.store.path_of(key)
-            if path is not None:
-                path.unlink(missing_ok=True)
+            await self.store.delete(key)
 
     # -- helpers -------------------------------------------------------------------------
 
-    async def _fetch_images(self, urls: list[str]) -> tuple[bytes, ...]:
-        images = []
-        for index, url in enumerate(urls[:1]):  # the renderers use the first image
-            try:
-                fetched = await fetch_url(url, policy=self.input_policy, expect="image")
-            except UnsafeURLError as error:
-                raise _TaskFailed("invalid_input", f"image_urls[{index}]: {error}") from error
-            except FetchError as error:
-                raise _TaskFailed("input_fetch_failed", f"image_urls[{index}]: {error}") from error
-            images.append(fetched.data)
-        return tuple(images)
+    def _request(
+        self, task: TaskRecord, route: Route, images: tuple[Path, ...]
+    ) -> GenerationRequest:
+        params = task.params
+        return GenerationRequest(
+            task_id=task.id,
+            model=task.model,
+            upstream_model=route.channel.upstream_model,
+            type=task.type,
+            prompt=task.prompt or "",
+            options=params.get("options", {}),
+            seconds=int(params["seconds"]),
+            width=int(params["width"]),
+            height=int(params["height"]),
+            images=images,
+        )
 
-    def _next_poll(self, task: VideoTask, provider: Provider) -> datetime:
-        interval = provider.poll_interval_s
-        if interval is None:
-            interval = self.settings.provider_poll_interval_s
+    async def _fetch_inputs(self, task: TaskRecord) -> tuple[Path, ...]:
+        try:
+            return await media.fetch_inputs(
+                task.params.get("image_urls", []),
+                policy=self.input_policy,
+                work_dir=self.work_dir,
+            )
+        except media.InputRejected as rejected:
+            raise _TaskFailed(TaskErrorCode(rejected.code), rejected.message) from rejected
+
+    def _next_poll(self, task: TaskRecord, provider: Provider) -> datetime:
+        interval = provider.poll_interval_s or self.default_poll_interval_s
         return min(utcnow() + timedelta(seconds=interval), task.deadline_at)
 
-    async def _retry_or_fail(self, task: VideoTask, message: str) -> datetime | None:
+    def _retry_policy(self, task: TaskRecord) -> RetryPolicy:
+        model = self.catalogue.models.get(task.model)
+        if model is not None:
+            for channel in model.channels:
+                if channel.provider == task.channel and channel.retry is not None:
+                    return channel.retry
+            if task.channel is None:
+                routes = self.registry.routes_for(task.model)
+                if routes and routes[0].channel.retry is not None:
+                    return routes[0].channel.retry
+        return self.default_retry
+
+    async def _retry_or_fail(self, task: TaskRecord, error: TechnicalError) -> datetime | None:
         attempt = task.attempts + 1
-        if self.retry.gives_up(attempt):
-            await self._fail(task, "upstream_error", f"{message} (gave up after {attempt} tries)")
+        policy = self._retry_policy(task)
+        if policy.gives_up(attempt):
+            await self._fail(
+                task,
+                TaskErrorCode.UPSTREAM_ERROR,
+                f"{error.message} (gave up after {attempt} tries)",
+            )
             return None
-        run_after = min(utcnow() + timedelta(seconds=self.retry.delay(attempt)), task.deadline_at)
-        logger.warning("task %s: %s; retry %d at %s", task.id, message, attempt, run_after)
-        await transitions.schedule_retry(self.db, task.id, self.owner, run_after=run_after)
+        # An upstream's own Retry-After (a 429) is a floor under our backoff.
+        delay = max(policy.delay(attempt), error.retry_after_s or 0.0)
+        now = utcnow()
+        run_after = min(now + timedelta(seconds=delay), task.deadline_at)
+        logger.warning("task %s: %s; retry %d at %s", task.id, error.message, attempt, run_after)
+        await self._write(
+            lambda conn: transitions.retry_later(
+                conn, task.id, self.owner, at=now, run_after=run_after
+            )
+        )
         return run_after
 
-    async def _fail_timed_out(self, task: VideoTask) -> None:
+    async def _time_out(self, task: TaskRecord) -> None:
         model = self.catalogue.models.get(task.model)
         limit = (
             model.time_limit_seconds
@@ -251,24 +336,35 @@ class TaskRunner:
                 with contextlib.suppress(Exception):
                     await provider.cancel(task.upstream_id)
         await self._fail(
-            task, "timeout", f"task timed out after {limit} s (the limit of model {task.model})"
+            task,
+            TaskErrorCode.TIMEOUT,
+            f"task timed out after {limit} s (the limit of model {task.model})",
         )
 
-    async def _fail(self, task: VideoTask, code: str, message: str) -> None:
-        if await transitions.fail(self.db, task.id, error_code=code, error_message=message):
+    async def _fail(self, task: TaskRecord, code: TaskErrorCode, message: str) -> None:
+        now = utcnow()
+        if await self._write(
+            lambda conn: transitions.failed(conn, task.id, at=now, code=code, message=message)
+        ):
             logger.info("task %s: failed (%s): %s; credits refunded", task.id, code, message)
+
+    async def _write(self, work: Callable[[Connection], bool]) -> bool:
+        return await self.db.backend.run_write(work)
+
+    async def _extend_lease(self, task_id: str) -> bool:
+        until = transitions.lease_until(utcnow(), self.lease_s)
+        return await self._write(
+            lambda conn: transitions.extend_lease(conn, task_id, self.owner, until=until)
+        )
 
     @contextlib.asynccontextmanager
     async def _heartbeat(self, task_id: str) -> AsyncIterator[None]:
-        """Keep the lease alive while a step runs (downloads can take a while)."""
-        lease_s = self.settings.worker_lease_s
+        """Keep the lease alive while a step runs (downloads and local renders take a while)."""
 
         async def beat() -> None:
             while True:
-                await asyncio.sleep(lease_s / 3)
-                if not await transitions.extend_lease(
-                    self.db, task_id, self.owner, lease_s=lease_s
-                ):
+                await asyncio.sleep(self.lease_s / 3)
+                if not await self._extend_lease(task_id):
                     return
 
         beater = asyncio.create_task(beat())

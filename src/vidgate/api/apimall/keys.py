@@ -91,6 +91,7 @@ async def revoke_key(
             account_id=principal.account_id,
             acting_key_id=principal.key_id,
         )
+    gateway.principals.invalidate_key(key.id)  # at once in this process; others within 1 s
     return Envelope(
         data=RevokedKey(id=key.id, status=key.status), request_id=request_id_of(request)
     )

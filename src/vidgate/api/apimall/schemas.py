@@ -108,6 +108,10 @@ class TaskView(BaseModel):
     progress: int = Field(ge=0, le=100)
     output: TaskOutput
     video_url: str | None
+    error_code: str | None = Field(
+        description="Why it failed (ours): provider_rejected, generation_failed, timeout, "
+        "cancelled, ...; null unless failed"
+    )
     error_message: str | None
     failMsg: str | None = Field(description="Alias of error_message")
     credits_used: int
@@ -121,8 +125,9 @@ class HistoryItem(BaseModel):
     task_id: str
     model: str
     created_at: str
-    status: str
+    status: Literal["pending", "processing", "completed", "failed", "unknown"]
     video_url: str | None
+    error_code: str | None
     credits_used: int
     credits_refunded: int
     completed_at: str | None

@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from vidgate import errors
+from vidgate.api.apimall import presenters
 from vidgate.api.apimall.schemas import CreatedTask, GenerateRequest, HistoryPage, TaskView
 from vidgate.api.deps import CurrentPrincipal, GatewayDep
 from vidgate.api.envelope import Envelope
 from vidgate.api.errors import responses
 from vidgate.api.request_context import request_id_of
 from vidgate.tasks import service
-from vidgate.tasks.states import TERMINAL
 
 router = APIRouter(prefix="/api/v1/videos", tags=["videos"])
 
@@ -53,18 +53,18 @@ async def generate(
     outcome = await service.create_task(
         gateway.db,
         principal=principal,
-        request=body,
-        raw_body=body.model_dump(mode="json", exclude_none=True, by_alias=True),
+        command=presenters.command_of(body),
         idempotency_key=idempotency_key,
         catalogue=gateway.catalogue,
-        registry=gateway.registry,
+        routing=gateway,
         default_max_concurrent_jobs=gateway.settings.max_concurrent_jobs,
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
     else:
         gateway.wake_worker()
-    return Envelope(data=outcome.task, request_id=request_id_of(request))
+    data = presenters.created(outcome.task, remaining_credits=outcome.remaining_credits)
+    return Envelope(data=data, request_id=request_id_of(request))
 
 
 @router.get("/history", response_model=Envelope[HistoryPage], responses=responses())
@@ -76,8 +76,11 @@ async def video_history(
     limit: Annotated[int, Query(ge=1, le=50)] = 20,
 ) -> Envelope[HistoryPage]:
     """This account's tasks, newest first."""
-    data = await service.history(
-        gateway.db, account_id=principal.account_id, page=page, limit=limit, signer=gateway.signer
+    total, tasks = await service.history(
+        gateway.db, account_id=principal.account_id, page=page, limit=limit
+    )
+    data = presenters.history_page(
+        tasks, total=total, page=page, limit=limit, url_for=gateway.url_for
     )
     return Envelope(data=data, request_id=request_id_of(request))
 
@@ -91,8 +94,8 @@ async def get_video(
     gateway: GatewayDep,
 ) -> Envelope[TaskView]:
     """A task's status; `video_url` is set once it is completed."""
-    async with gateway.db.read() as session:
-        task = await service.load_task(session, account_id=principal.account_id, task_id=task_id)
-    if task.status not in TERMINAL:
+    task = await service.get_task(gateway.db, account_id=principal.account_id, task_id=task_id)
+    if not task.is_terminal:
         response.headers[POLL_AFTER_HEADER] = POLL_AFTER_MS
-    return Envelope(data=service.task_view(task, gateway.signer), request_id=request_id_of(request))
+    data = presenters.task_view(task, gateway.url_for)
+    return Envelope(data=data, request_id=request_id_of(request))

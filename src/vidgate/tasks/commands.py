@@ -1,0 +1,25 @@
+"""The surface-free command a presenter makes of a create request (API Mall or OpenAI style)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from vidgate.tasks import idempotency
+
+
+@dataclass(frozen=True, kw_only=True)
+class CreateTask:
+    surface: str  # which wire format asked: "apimall", "openai"
+    model: str
+    type: str = "text-to-video"
+    prompt: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # as given; the catalogue validates
+    image_urls: tuple[str, ...] = ()
+    video_url: str | None = None
+    callback_url: str | None = None
+
+    def fingerprint(self) -> str:
+        """What an Idempotency-Key is bound to: the request's meaning, not its wire spelling
+        (a flat body and the same fields inside `input` are one request)."""
+        return idempotency.fingerprint(asdict(self))

@@ -1,0 +1,227 @@
+"""Every task query: insert, get, history, claim, fenced updates and the events outbox.
+
+Synchronous SQLAlchemy Core on a `Connection`: the backend (db/backend.py) runs a whole
+transaction of these in one go, on a thread for SQLite or through `run_sync` for PostgreSQL.
+Services hold the rules and call these; nothing else writes SQL for tasks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, fields
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Table, func, insert, or_, select, update
+from sqlalchemy.sql.elements import ColumnElement
+
+from vidgate.db.models import TaskEvent, VideoTask
+from vidgate.tasks.states import IN_FLIGHT, TERMINAL
+
+tasks = cast(Table, VideoTask.__table__)
+events = cast(Table, TaskEvent.__table__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TaskRecord:
+    """One row of video_tasks, as the services and presenters see it."""
+
+    id: str
+    account_id: int
+    api_key_id: int
+    model: str
+    type: str
+    prompt: str | None
+    params: dict[str, Any]
+    callback_url: str | None
+    provider_request_id: str
+    surface: str
+    queue: str
+    status: str
+    step: str
+    attempts: int
+    run_after: datetime
+    lease_owner: str | None
+    lease_expires_at: datetime | None
+    deadline_at: datetime
+    channel: str | None
+    upstream_id: str | None
+    progress: int
+    credits_used: int
+    credits_refunded: int
+    error_code: str | None
+    error_message: str | None
+    result_urls: list[str]
+    file_key: str | None
+    created_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL
+
+
+_TASK_COLUMNS = [tasks.c[f.name] for f in fields(TaskRecord)]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRecord:
+    id: int
+    task_id: str
+    account_id: int
+    kind: str
+    status: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+def _record(row: Any) -> TaskRecord:
+    return TaskRecord(**row._mapping)
+
+
+def insert_task(conn: Connection, values: dict[str, Any]) -> None:
+    conn.execute(insert(tasks).values(**values))
+
+
+def get(conn: Connection, task_id: str) -> TaskRecord | None:
+    row = conn.execute(select(*_TASK_COLUMNS).where(tasks.c.id == task_id)).first()
+    return _record(row) if row is not None else None
+
+
+def count_in_flight(conn: Connection, *, api_key_id: int) -> int:
+    count = conn.scalar(
+        select(func.count())
+        .select_from(tasks)
+        .where(tasks.c.api_key_id == api_key_id, tasks.c.status.in_(IN_FLIGHT))
+    )
+    return int(count or 0)
+
+
+def history(
+    conn: Connection, *, account_id: int, offset: int, limit: int
+) -> tuple[int, list[TaskRecord]]:
+    total = conn.scalar(
+        select(func.count()).select_from(tasks).where(tasks.c.account_id == account_id)
+    )
+    rows = conn.execute(
+        select(*_TASK_COLUMNS)
+        .where(tasks.c.account_id == account_id)
+        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total or 0), [_record(row) for row in rows]
+
+
+def claim_due(
+    conn: Connection,
+    *,
+    owner: str,
+    now: datetime,
+    limit: int,
+    lease_s: float,
+    queues: Collection[str] | None = None,
+    models: Collection[str] | None = None,
+    channels: Collection[str] | None = None,
+) -> list[str]:
+    """Stamp our lease on up to `limit` due tasks of our queues that we can serve.
+
+    `models` are the models this worker can submit and `channels` the providers it can poll,
+    for tasks already submitted (None: any; empty: none). PostgreSQL skips rows other workers are
+    claiming (FOR UPDATE SKIP LOCKED); SQLite's single write lock makes the statement atomic.
+    """
+    conditions: list[ColumnElement[bool]] = [
+        tasks.c.status.in_(IN_FLIGHT),
+        tasks.c.run_after <= now,
+        or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
+    ]
+    if queues is not None:
+        conditions.append(tasks.c.queue.in_(list(queues)))
+    if models is not None:
+        conditions.append(tasks.c.model.in_(list(models)))
+    if channels is not None:
+        conditions.append(or_(tasks.c.channel.is_(None), tasks.c.channel.in_(list(channels))))
+    due = (
+        select(tasks.c.id)
+        .where(*conditions)
+        .order_by(tasks.c.run_after)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    claimed = conn.scalars(
+        update(tasks)
+        .where(tasks.c.id.in_(due.scalar_subquery()))
+        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
+        .returning(tasks.c.id)
+    )
+    return list(claimed)
+
+
+def update_task(
+    conn: Connection,
+    task_id: str,
+    *,
+    values: dict[str, Any],
+    sources: Sequence[str],
+    owner: str | None = None,
+    returning: Sequence[str] = ("account_id",),
+) -> Any | None:
+    """A conditional UPDATE: applies only while the task is in one of `sources` (and, given an
+    owner, while that worker holds its lease). Returns the RETURNING row, or None if refused."""
+    condition = (tasks.c.id == task_id) & tasks.c.status.in_(list(sources))
+    if owner is not None:
+        condition = condition & (tasks.c.lease_owner == owner)
+    return conn.execute(
+        update(tasks)
+        .where(condition)
+        .values(**values)
+        .returning(*(tasks.c[name] for name in returning))
+    ).first()
+
+
+def overdue(conn: Connection, *, now: datetime, limit: int) -> list[str]:
+    """In-flight tasks past their deadline that no worker holds (e.g. nobody serves them)."""
+    return list(
+        conn.scalars(
+            select(tasks.c.id)
+            .where(
+                tasks.c.status.in_(IN_FLIGHT),
+                tasks.c.deadline_at < now,
+                or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
+            )
+            .limit(limit)
+        )
+    )
+
+
+def insert_event(
+    conn: Connection,
+    *,
+    task_id: str,
+    account_id: int,
+    kind: str,
+    status: str,
+    at: datetime,
+    data: dict[str, Any] | None = None,
+) -> None:
+    conn.execute(
+        insert(events).values(
+            task_id=task_id,
+            account_id=account_id,
+            kind=kind,
+            status=status,
+            data=data or {},
+            created_at=at,
+        )
+    )
+
+
+def events_of(conn: Connection, task_id: str, *, after_id: int = 0) -> list[EventRecord]:
+    rows = conn.execute(
+        select(events)
+        .where(events.c.task_id == task_id, events.c.id > after_id)
+        .order_by(events.c.id)
+    )
+    return [EventRecord(**row._mapping) for row in rows]
