@@ -8,20 +8,24 @@ import pytest
 from sqlalchemy import func, select, text
 
 from support import Caller, make_caller
-from vidgate.api.apimall.schemas import GenerateRequest
 from vidgate.db.engine import Database, open_database
 from vidgate.db.models import IdempotencyRecord, VideoTask
 from vidgate.db.types import utcnow
 from vidgate.errors import IdempotencyKeyInUse
 from vidgate.keys.service import Principal
-from vidgate.providers.catalogue import Catalogue
-from vidgate.providers.memory import InMemoryProvider
-from vidgate.providers.registry import ProviderRegistry
+from vidgate.providers.catalogue import Catalogue, ModelSpec
 from vidgate.tasks import idempotency, service
+from vidgate.tasks.commands import CreateTask
 
 CATALOGUE = Catalogue.load()
-REGISTRY = ProviderRegistry(CATALOGUE, {"sample": InMemoryProvider(name="sample")})
-BODY = {"model": "sora2", "prompt": "a lighthouse", "n_frames": "10"}
+COMMAND = CreateTask(
+    surface="apimall", model="sora2", prompt="a lighthouse", options={"n_frames": "10"}
+)
+
+
+class AcceptAll:
+    def accepts(self, model: ModelSpec) -> bool:
+        return True
 
 
 async def create(
@@ -35,11 +39,11 @@ async def create(
             rate_limit_per_second=None,
             max_concurrent_jobs=None,
         ),
-        request=GenerateRequest.model_validate(BODY),
-        raw_body=BODY,
+        command=COMMAND,
+        request_id="req_first",
         idempotency_key=key,
         catalogue=CATALOGUE,
-        registry=REGISTRY,
+        routing=AcceptAll(),
         default_max_concurrent_jobs=100,
         lock_timeout_ms=lock_timeout_ms,
     )
@@ -48,7 +52,7 @@ async def create(
 async def test_concurrent_creates_with_one_key_charge_once(db: Database) -> None:
     caller = await make_caller(db, credits=300)
     outcomes = await asyncio.gather(*(create(db, caller, "k-1") for _ in range(20)))
-    assert len({outcome.task.task_id for outcome in outcomes}) == 1
+    assert len({outcome.task.id for outcome in outcomes}) == 1
     assert sum(not outcome.replayed for outcome in outcomes) == 1
     async with db.read() as session:
         tasks = await session.scalar(
@@ -59,8 +63,10 @@ async def test_concurrent_creates_with_one_key_charge_once(db: Database) -> None
         record = await session.get(IdempotencyRecord, (caller.account_id, "k-1"))
     assert tasks == 1
     assert record is not None
-    assert record.task_id == outcomes[0].task.task_id
+    assert record.task_id == outcomes[0].task.id
     assert record.status_code == 200
+    assert record.request_id == "req_first"
+    assert {outcome.request_id for outcome in outcomes} == {"req_first"}
     assert record.expires_at - record.created_at >= idempotency.RETENTION
 
 
@@ -72,7 +78,7 @@ async def test_expired_key_is_reusable(db: Database) -> None:
         assert record is not None
         record.expires_at = utcnow()
     second = await create(db, caller, "k-old")
-    assert second.task.task_id != first.task.task_id
+    assert second.task.id != first.task.id
     assert not second.replayed
 
 
@@ -81,13 +87,18 @@ async def test_key_held_by_a_running_request_is_in_use(private_postgres_url: str
     db = open_database(private_postgres_url)
     try:
         caller = await make_caller(db, credits=300)
-        async with db.write() as holder:
+        async with db.engine.begin() as holder:
             # The original request: its key row is written but not yet committed.
-            await idempotency.claim(
-                holder,
-                account_id=caller.account_id,
-                key="k-busy",
-                body_fingerprint=idempotency.fingerprint(BODY),
+            await holder.run_sync(
+                lambda conn: idempotency.claim(
+                    conn,
+                    db.backend,
+                    account_id=caller.account_id,
+                    key="k-busy",
+                    surface="apimall",
+                    body_fingerprint=COMMAND.fingerprint(),
+                    now=utcnow(),
+                )
             )
             with pytest.raises(IdempotencyKeyInUse):
                 await create(db, caller, "k-busy", lock_timeout_ms=300)

@@ -10,18 +10,19 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
+from ipaddress import ip_network
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import Connection, update
 
 from support import Caller, make_caller, static_http_server
-from vidgate.api.apimall.schemas import GenerateRequest
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import VideoTask
 from vidgate.db.types import utcnow
 from vidgate.keys.service import Principal
+from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import (
     JobLost,
     JobState,
@@ -30,15 +31,29 @@ from vidgate.providers.base import (
     Provider,
     TechnicalError,
 )
-from vidgate.providers.catalogue import Catalogue
+from vidgate.providers.catalogue import Catalogue, ModelSpec
 from vidgate.providers.memory import InMemoryProvider
 from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
-from vidgate.storage.local import LocalFileStore
-from vidgate.tasks import service, transitions
+from vidgate.storage.base import FileStore
+from vidgate.storage.factory import build_file_store
+from vidgate.tasks import repository, service, transitions
+from vidgate.tasks.commands import CreateTask
+from vidgate.tasks.repository import TaskRecord
+from vidgate.tasks.states import TaskErrorCode
 from vidgate.worker.claim import SqlClaimer
 from vidgate.worker.retry import RetryPolicy
 from vidgate.worker.runner import TaskRunner
+
+LOOPBACK = FetchPolicy(
+    max_bytes=1 << 20, timeout_s=5, allowed_private_networks=(ip_network("127.0.0.0/8"),)
+)
+
+
+class AcceptAll:
+    def accepts(self, model: ModelSpec) -> bool:
+        return True
+
 
 CATALOGUE = Catalogue.from_dict(
     {
@@ -61,18 +76,21 @@ class Harness:
     primary: InMemoryProvider
     backup: InMemoryProvider
     registry: ProviderRegistry
-    store: LocalFileStore
-    settings: Settings
+    store: FileStore
     tmp: Path
 
     def runner(self, owner: str = "w1") -> TaskRunner:
         return TaskRunner(
             db=self.db,
-            settings=self.settings,
             catalogue=CATALOGUE,
             registry=self.registry,
             store=self.store,
             owner=owner,
+            lease_s=30,
+            default_poll_interval_s=0.01,
+            input_policy=LOOPBACK,
+            result_policy=LOOPBACK,
+            work_dir=self.tmp / "work",
             retry=RetryPolicy(base_s=0.01, max_delay_s=0.01, max_attempts=3),
         )
 
@@ -85,37 +103,46 @@ class Harness:
                 rate_limit_per_second=None,
                 max_concurrent_jobs=None,
             ),
-            request=GenerateRequest(model="m", prompt=prompt),
-            raw_body={},
+            command=CreateTask(surface="apimall", model="m", prompt=prompt),
+            request_id="req_test",
             idempotency_key=None,
             catalogue=CATALOGUE,
-            registry=self.registry,
+            routing=AcceptAll(),
             default_max_concurrent_jobs=1000,
         )
-        return outcome.task.task_id
+        return outcome.task.id
 
     async def claim(self, owner: str = "w1", lease_s: float = 30) -> list[str]:
         # A high limit: on PostgreSQL the session's shared database holds other tests' tasks.
         return await SqlClaimer(self.db).claim(owner=owner, limit=10_000, lease_s=lease_s)
 
-    async def task(self, task_id: str) -> VideoTask:
-        async with self.db.read() as session:
-            task = await session.get(VideoTask, task_id)
+    async def task(self, task_id: str) -> TaskRecord:
+        task = await self.db.backend.run_read(lambda conn: repository.get(conn, task_id))
         assert task is not None
         return task
 
-    async def make_due(self, task_id: str) -> None:
-        async with self.db.write() as session:
-            await session.execute(
-                update(VideoTask).where(VideoTask.id == task_id).values(run_after=utcnow())
-            )
+    async def set(self, task_id: str, **values: object) -> None:
+        def work(conn: Connection) -> None:
+            conn.execute(update(VideoTask).where(VideoTask.id == task_id).values(**values))
 
-    async def step(self, task_id: str, owner: str = "w1") -> VideoTask:
+        await self.db.backend.run_write(work)
+
+    async def make_due(self, task_id: str) -> None:
+        await self.set(task_id, run_after=utcnow())
+
+    async def step(self, task_id: str, owner: str = "w1") -> TaskRecord:
         """Make the task due, claim it and run one step."""
         await self.make_due(task_id)
         assert task_id in await self.claim(owner)
         await self.runner(owner).run(task_id)
         return await self.task(task_id)
+
+    async def fail(self, task_id: str, message: str) -> bool:
+        return await self.db.backend.run_write(
+            lambda conn: transitions.failed(
+                conn, task_id, at=utcnow(), code=TaskErrorCode.INTERNAL_ERROR, message=message
+            )
+        )
 
     async def balance(self) -> tuple[int, int]:
         async with self.db.read() as session:
@@ -135,12 +162,7 @@ async def harness(db: Database, tmp_path: Path) -> Harness:
         primary=primary,
         backup=backup,
         registry=ProviderRegistry(CATALOGUE, providers),
-        store=LocalFileStore(tmp_path / "files"),
-        settings=Settings(
-            data_dir=tmp_path,
-            provider_poll_interval_s=0,
-            fetch_allowed_private_networks=["127.0.0.0/8"],
-        ),
+        store=build_file_store(Settings(data_dir=tmp_path)),
         tmp=tmp_path,
     )
 
@@ -164,8 +186,10 @@ async def test_expired_lease_is_reclaimed_and_the_old_owner_is_fenced(harness: H
     assert task_id not in await harness.claim("b")
     await asyncio.sleep(0.1)
     assert task_id in await harness.claim("b")
-    stale = await transitions.record_progress(
-        harness.db, task_id, "a", progress=50, run_after=utcnow()
+    stale = await harness.db.backend.run_write(
+        lambda conn: transitions.progressed(
+            conn, task_id, "a", at=utcnow(), previous=0, progress=50, run_after=utcnow()
+        )
     )
     assert stale is False
     assert (await harness.task(task_id)).lease_owner == "b"
@@ -252,32 +276,52 @@ async def test_logical_error_at_submit_fails(harness: Harness) -> None:
     assert harness.backup.submitted == []
 
 
-async def test_lost_job_is_resubmitted_only_by_local_providers(harness: Harness) -> None:
+async def test_lost_remote_job_fails_and_refunds(harness: Harness) -> None:
     task_id = await harness.create()
     await harness.step(task_id)
     harness.primary.poll_script.append(JobLost("gone"))
     task = await harness.step(task_id)
     assert (task.status, task.error_code) == ("failed", "upstream_lost")
+    assert await harness.balance() == (100, 100)
 
+
+async def test_local_job_runs_to_its_end_inside_one_lease(harness: Harness) -> None:
+    harness.primary.resubmit_lost_jobs = True  # a local provider: its jobs live in this process
+    task_id = await harness.create()
+    harness.primary.poll_script.extend(
+        [
+            JobStatus(state=JobState.RUNNING, progress=30),
+            JobStatus(state=JobState.RUNNING, progress=70),
+            finished(harness.tmp / "out.mp4"),
+        ]
+    )
+    task = await harness.step(task_id)
+    assert (task.status, task.upstream_id) == ("completed", "primary-job-1")
+    # Every poll came from this one step, with the lease held: no other worker saw the job.
+    assert len(harness.primary.polled) == 3
+    assert len(harness.primary.submitted) == 1
+
+
+async def test_a_dead_workers_local_job_is_rendered_again(harness: Harness) -> None:
     harness.primary.resubmit_lost_jobs = True
-    second = await harness.create()
-    await harness.step(second)
-    task = await harness.step(second)
+    task_id = await harness.create()
+    # As a worker that died mid-render leaves it: submitted, lease expired, job gone with it.
+    await harness.set(
+        task_id, status="processing", step="poll", channel="primary", upstream_id="dead-job"
+    )
+    harness.primary.poll_script.append(JobLost("sample job dead-job is not running here"))
+    task = await harness.step(task_id)
     assert (task.status, task.step, task.upstream_id) == ("processing", "submit", None)
     harness.primary.poll_script.clear()
-    task = await harness.step(second)
-    assert (task.step, task.upstream_id) == ("poll", "primary-job-3")
+    harness.primary.poll_script.append(finished(harness.tmp / "out.mp4"))
+    task = await harness.step(task_id)
+    assert (task.status, task.upstream_id) == ("completed", "primary-job-1")
 
 
 async def test_deadline_fails_refunds_and_cancels_upstream(harness: Harness) -> None:
     task_id = await harness.create()
     await harness.step(task_id)
-    async with harness.db.write() as session:
-        await session.execute(
-            update(VideoTask)
-            .where(VideoTask.id == task_id)
-            .values(deadline_at=utcnow() - timedelta(seconds=1))
-        )
+    await harness.set(task_id, deadline_at=utcnow() - timedelta(seconds=1))
     task = await harness.step(task_id)
     assert (task.status, task.error_code) == ("failed", "timeout")
     assert task.error_message == "task timed out after 60 s (the limit of model m)"
@@ -287,12 +331,7 @@ async def test_deadline_fails_refunds_and_cancels_upstream(harness: Harness) -> 
 
 async def test_concurrent_failures_refund_exactly_once(harness: Harness) -> None:
     task_id = await harness.create()
-    results = await asyncio.gather(
-        *(
-            transitions.fail(harness.db, task_id, error_code="x", error_message="boom")
-            for _ in range(10)
-        )
-    )
+    results = await asyncio.gather(*(harness.fail(task_id, "boom") for _ in range(10)))
     assert results.count(True) == 1
     assert await harness.balance() == (100, 100)
     assert (await harness.task(task_id)).credits_refunded == 7
@@ -303,7 +342,7 @@ async def test_completed_task_cannot_fail_afterwards(harness: Harness) -> None:
     await harness.step(task_id)
     harness.primary.poll_script.append(finished(harness.tmp / "out.mp4"))
     assert (await harness.step(task_id)).status == "completed"
-    assert not await transitions.fail(harness.db, task_id, error_code="x", error_message="late")
+    assert not await harness.fail(task_id, "late")
     task = await harness.task(task_id)
     assert (task.status, task.credits_refunded) == ("completed", 0)
     assert await harness.balance() == (93, 93)

@@ -134,8 +134,10 @@ class IdempotencyRecord(Base):
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(64))
     task_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
-    # Which surface answered; the replay is re-rendered from the task on that surface.
+    # Which surface answered; the replay is re-rendered from the task on that surface, with
+    # the first answer's request id, so it is the same body byte for byte.
     surface: Mapped[str] = mapped_column(String(16), default="apimall")
+    request_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

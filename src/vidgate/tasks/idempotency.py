@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -24,6 +25,12 @@ RETENTION = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 
 records = cast(Table, IdempotencyRecord.__table__)
+
+
+@dataclass(frozen=True)
+class Answered:
+    task_id: str
+    request_id: str  # of the first answer
 
 
 def fingerprint(body: dict[str, Any]) -> str:
@@ -47,8 +54,8 @@ def claim(
     surface: str,
     body_fingerprint: str,
     now: datetime,
-) -> str | None:
-    """Reserve the key in this transaction, or return the task id of the answer it gave.
+) -> Answered | None:
+    """Reserve the key in this transaction, or return the answer it gave (task, request id).
 
     Returns None when this request owns the key and must go on to create the task. The key
     belongs to one surface: the same key sent to the other surface is a different request.
@@ -83,17 +90,23 @@ def claim(
         raise IdempotencyKeyReused()
     if record.status_code is None or record.task_id is None:
         raise IdempotencyKeyInUse(headers={"Retry-After": "1"})
-    return str(record.task_id)
+    return Answered(task_id=record.task_id, request_id=record.request_id or "")
 
 
 def answered(
-    conn: Connection, *, account_id: int, key: str, task_id: str, status_code: int
+    conn: Connection,
+    *,
+    account_id: int,
+    key: str,
+    task_id: str,
+    request_id: str,
+    status_code: int,
 ) -> None:
     """The request that owns the key has its answer: later replays re-render it from the task."""
     conn.execute(
         update(records)
         .where(records.c.account_id == account_id, records.c.key == key)
-        .values(task_id=task_id, status_code=status_code)
+        .values(task_id=task_id, request_id=request_id, status_code=status_code)
     )
 
 

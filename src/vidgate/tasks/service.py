@@ -51,6 +51,7 @@ class Routing(Protocol):
 class CreateOutcome:
     task: TaskRecord
     remaining_credits: int  # the balance right after this task was paid for
+    request_id: str  # of the answer: this request's, or the first one's for a replay
     replayed: bool
 
 
@@ -92,6 +93,7 @@ async def create_task(
     *,
     principal: Principal,
     command: CreateTask,
+    request_id: str,
     idempotency_key: str | None,
     catalogue: Catalogue,
     routing: Routing,
@@ -147,7 +149,7 @@ async def create_task(
     def work(conn: Connection) -> CreateOutcome:
         backend.serialise_creates(conn, key_id=principal.key_id, lock_timeout_ms=lock_timeout_ms)
         if key is not None:
-            replayed_id = idempotency.claim(
+            replay = idempotency.claim(
                 conn,
                 backend,
                 account_id=principal.account_id,
@@ -156,8 +158,8 @@ async def create_task(
                 body_fingerprint=body_fingerprint,
                 now=now,
             )
-            if replayed_id is not None:
-                return _replay(conn, replayed_id)
+            if replay is not None:
+                return _replay(conn, replay)
         in_flight = repository.count_in_flight(conn, api_key_id=principal.key_id)
         if in_flight >= max_jobs:
             raise TooManyConcurrentJobs(
@@ -172,9 +174,14 @@ async def create_task(
         )
         if key is not None:
             idempotency.answered(
-                conn, account_id=principal.account_id, key=key, task_id=task_id, status_code=200
+                conn,
+                account_id=principal.account_id,
+                key=key,
+                task_id=task_id,
+                request_id=request_id,
+                status_code=200,
             )
-        return CreateOutcome(TaskRecord(**values), remaining, replayed=False)
+        return CreateOutcome(TaskRecord(**values), remaining, request_id, replayed=False)
 
     try:
         return await backend.run_write(work)
@@ -184,12 +191,12 @@ async def create_task(
         raise
 
 
-def _replay(conn: Connection, task_id: str) -> CreateOutcome:
-    task = repository.get(conn, task_id)
-    remaining = billing.balance_after_debit(conn, task_id=task_id)
+def _replay(conn: Connection, answer: idempotency.Answered) -> CreateOutcome:
+    task = repository.get(conn, answer.task_id)
+    remaining = billing.balance_after_debit(conn, task_id=answer.task_id)
     if task is None or remaining is None:  # only if someone deleted rows by hand
-        raise NotFound(f"task {task_id} of this Idempotency-Key no longer exists")
-    return CreateOutcome(task, remaining, replayed=True)
+        raise NotFound(f"task {answer.task_id} of this Idempotency-Key no longer exists")
+    return CreateOutcome(task, remaining, answer.request_id, replayed=True)
 
 
 async def get_task(db: Database, *, account_id: int, task_id: str) -> TaskRecord:

@@ -54,6 +54,7 @@ async def generate(
         gateway.db,
         principal=principal,
         command=presenters.command_of(body),
+        request_id=request_id_of(request),
         idempotency_key=idempotency_key,
         catalogue=gateway.catalogue,
         routing=gateway,
@@ -64,7 +65,8 @@ async def generate(
     else:
         gateway.wake_worker()
     data = presenters.created(outcome.task, remaining_credits=outcome.remaining_credits)
-    return Envelope(data=data, request_id=request_id_of(request))
+    # A replay carries the first answer's request id: the same body, byte for byte.
+    return Envelope(data=data, request_id=outcome.request_id)
 
 
 @router.get("/history", response_model=Envelope[HistoryPage], responses=responses())

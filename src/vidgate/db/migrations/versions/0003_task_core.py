@@ -36,6 +36,7 @@ def upgrade() -> None:
         batch.add_column(
             sa.Column("surface", sa.String(16), nullable=False, server_default="apimall")
         )
+        batch.add_column(sa.Column("request_id", sa.String(40), nullable=True))
         batch.drop_column("response_body")
     with op.batch_alter_table("idempotency_keys") as batch:
         batch.alter_column("surface", server_default=None)
@@ -56,6 +57,7 @@ def downgrade() -> None:
     op.drop_table("task_events")
     with op.batch_alter_table("idempotency_keys") as batch:
         batch.add_column(sa.Column("response_body", sa.JSON(), nullable=True))
+        batch.drop_column("request_id")
         batch.drop_column("surface")
     with op.batch_alter_table("video_tasks") as batch:
         batch.drop_index("ix_video_tasks_queue_due")
