@@ -41,7 +41,7 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import GatewayProcess, free_port  # noqa: E402
+from support import GatewayProcess, free_port, fresh_postgres_database  # noqa: E402
 
 RESULTS_PATH = BENCH_DIR / "results" / "latest.md"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -359,26 +359,9 @@ def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}" if b else "n/a"
 
 
-def render_table(
-    *,
-    args: argparse.Namespace,
-    load: Load,
-    phases: list[tuple[str, int, PhaseResult, PhaseResult]],
-    renders: list[RenderResult],
-    started: datetime,
-) -> str:
+def api_table(backend: str, phases: list[tuple[str, int, PhaseResult, PhaseResult]]) -> list[str]:
     lines = [
-        "# vidgate gateway benchmark",
-        "",
-        f"Run {started:%Y-%m-%d %H:%M} UTC with `bench/run_all.py"
-        f"{' --quick' if args.quick else ''}`.",
-        "",
-        *machine_summary(),
-        f"- Load: `bench/loadgen.py` in its own process (closed loop, keep-alive), "
-        f"{load.warmup_s:g} s warm-up + {load.duration_s:g} s measured per phase, "
-        f"at most {load.max_requests:,} requests per phase",
-        "",
-        "## API path: gateway vs bare FastAPI endpoint on the same stack",
+        f"## API path on {backend}: gateway vs bare FastAPI endpoint on the same stack",
         "",
         "Gateway/bare: below 1 for req/s (and above 1 for latency and CPU) is the gateway's cost.",
         "",
@@ -408,6 +391,33 @@ def render_table(
         )
         + ".",
     ]
+    return lines
+
+
+def render_table(
+    *,
+    args: argparse.Namespace,
+    load: Load,
+    phases: list[tuple[str, int, PhaseResult, PhaseResult]],
+    pg_phases: list[tuple[str, int, PhaseResult, PhaseResult]],
+    renders: list[RenderResult],
+    started: datetime,
+) -> str:
+    lines = [
+        "# vidgate gateway benchmark",
+        "",
+        f"Run {started:%Y-%m-%d %H:%M} UTC with `bench/run_all.py"
+        f"{' --quick' if args.quick else ''}`.",
+        "",
+        *machine_summary(),
+        f"- Load: `bench/loadgen.py` in its own process (closed loop, keep-alive), "
+        f"{load.warmup_s:g} s warm-up + {load.duration_s:g} s measured per phase, "
+        f"at most {load.max_requests:,} requests per phase",
+        "",
+    ]
+    lines += api_table("embedded SQLite", phases)
+    if pg_phases:
+        lines += ["", *api_table("PostgreSQL (one API process, psycopg)", pg_phases)]
     if renders:
         from vidgate.providers.sample import SampleProvider
 
@@ -446,6 +456,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--max-requests", type=int, default=200_000, help="cap per phase")
     parser.add_argument("--render-runs", type=int, default=3, help="runs per render case")
     parser.add_argument("--no-render", action="store_true", help="skip create -> completed")
+    parser.add_argument(
+        "--no-postgres", action="store_true", help="skip the API phases on PostgreSQL"
+    )
     parser.add_argument("--quick", action="store_true", help="short phases, one render run")
     parser.add_argument("--output", type=Path, default=RESULTS_PATH, help="Markdown table file")
     args = parser.parse_args(argv)
@@ -466,53 +479,87 @@ def log(message: str) -> None:
     print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
+def start_gateway(scratch: Path, name: str, database_url: str | None) -> GatewayProcess:
+    """A throughput gateway (worker on) on embedded SQLite, or on a migrated PostgreSQL
+    database with a key made by the CLI (no first key is printed there)."""
+    env = {**THROUGHPUT_ENV, "VIDGATE_WORKER_ENABLED": "true"}
+    if database_url is not None:
+        env["VIDGATE_DATABASE_URL"] = database_url
+    gateway = GatewayProcess(scratch / name, embedded_defaults=True, env=env)
+    if database_url is not None:
+        for command in (
+            ["migrate"],
+            ["keys", "create", "--title", "bench", "--credits", "10000000"],
+        ):
+            done = subprocess.run(
+                [sys.executable, "-m", "vidgate", *command],
+                env=gateway.env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+                check=True,
+            )
+        gateway.api_key = done.stdout.strip().splitlines()[-1]
+    return gateway.start()
+
+
 def run_api_phases(
-    args: argparse.Namespace, load: Load, scratch: Path
+    args: argparse.Namespace, load: Load, scratch: Path, *, database_url: str | None = None
 ) -> list[tuple[str, int, PhaseResult, PhaseResult]]:
-    bare = BareApp(scratch / "bare.log")
-    gateway = GatewayProcess(
-        scratch / "gateway-api",
-        embedded_defaults=True,
-        env={**THROUGHPUT_ENV, "VIDGATE_WORKER_ENABLED": "true"},
-    )
+    bare = BareApp(scratch / f"bare-{'pg' if database_url else 'sqlite'}.log")
+    gateway: GatewayProcess | None = None
     phases: list[tuple[str, int, PhaseResult, PhaseResult]] = []
     try:
         # A completed task to poll: render a short small clip with the worker on, then restart
         # the same data dir with the worker off for the measured phases.
         log("gateway: rendering one completed task to poll")
-        gateway.start()
+        gateway = start_gateway(scratch, f"gateway-{bool(database_url)}", database_url)
         completed_body = {**CREATE_BODY, "duration": "1", "resolution": "240p"}
         _elapsed, task_id, _url = time_to_completed(gateway, completed_body)
         gateway.stop()
         gateway.env["VIDGATE_WORKER_ENABLED"] = "false"
         gateway.start()
+        # And one that stays in flight (no worker): its poll reads the database every time.
+        created = httpx.post(
+            f"{gateway.base_url}/api/v1/videos/generate",
+            json=CREATE_BODY,
+            headers=gateway.headers,
+            timeout=10,
+        )
+        created.raise_for_status()
+        pending_id = created.json()["data"]["task_id"]
         bare.start()
         assert gateway.process is not None
         assert bare.process is not None
         gateway_pid, bare_pid = gateway.process.pid, bare.process.pid
 
-        for conns in (args.concurrency, 1):
-            log(f"status poll, {conns} connection(s)")
-            g = run_load(
-                server_pid=gateway_pid,
-                url=f"{gateway.base_url}/api/v1/videos/{task_id}",
-                method="GET",
-                concurrency=conns,
-                load=load,
-                headers=gateway.headers,
-            )
-            check_phase("gateway status poll", g)
-            if '"completed"' not in g.sample_body:
-                raise RuntimeError(f"polled task is not completed: {g.sample_body}")
-            b = run_load(
-                server_pid=bare_pid,
-                url=f"{bare.base_url}/bare/status",
-                method="GET",
-                concurrency=conns,
-                load=load,
-            )
-            check_phase("bare status", b)
-            phases.append(("Status poll", conns, g, b))
+        polls = [
+            ("Status poll (completed)", task_id, '"completed"'),
+            ("Status poll (in flight)", pending_id, '"pending"'),
+        ]
+        for name, polled_id, expected in polls:
+            for conns in (args.concurrency, 1):
+                log(f"{name}, {conns} connection(s)")
+                g = run_load(
+                    server_pid=gateway_pid,
+                    url=f"{gateway.base_url}/api/v1/videos/{polled_id}",
+                    method="GET",
+                    concurrency=conns,
+                    load=load,
+                    headers=gateway.headers,
+                )
+                check_phase(f"gateway {name}", g)
+                if expected not in g.sample_body:
+                    raise RuntimeError(f"polled task is not {expected}: {g.sample_body}")
+                b = run_load(
+                    server_pid=bare_pid,
+                    url=f"{bare.base_url}/bare/status",
+                    method="GET",
+                    concurrency=conns,
+                    load=load,
+                )
+                check_phase("bare status", b)
+                phases.append((name, conns, g, b))
         for conns in (args.concurrency, 1):
             log(f"create, {conns} connection(s)")
             g = run_load(
@@ -536,7 +583,8 @@ def run_api_phases(
             check_phase("bare create", b)
             phases.append(("Create", conns, g, b))
     finally:
-        gateway.stop()
+        if gateway is not None:
+            gateway.stop()
         bare.stop()
     return phases
 
@@ -548,6 +596,11 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="vidgate-bench-") as tmp:
         scratch = Path(tmp)
         phases = run_api_phases(args, load, scratch)
+        pg_phases: list[tuple[str, int, PhaseResult, PhaseResult]] = []
+        if not args.no_postgres:
+            log("the same API phases on PostgreSQL")
+            with fresh_postgres_database() as url:
+                pg_phases = run_api_phases(args, load, scratch, database_url=url)
         renders: list[RenderResult] = []
         if not args.no_render:
             log(f"create -> completed, {args.render_runs} run(s) per case")
@@ -557,7 +610,9 @@ def main(argv: list[str] | None = None) -> int:
                 renders = measure_renders(server, args.render_runs, scratch)
             finally:
                 server.stop()
-    table = render_table(args=args, load=load, phases=phases, renders=renders, started=started)
+    table = render_table(
+        args=args, load=load, phases=phases, pg_phases=pg_phases, renders=renders, started=started
+    )
     print(table)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(table)

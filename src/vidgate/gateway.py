@@ -6,6 +6,7 @@ import ipaddress
 import logging
 from dataclasses import dataclass, field
 
+from vidgate.api.render_cache import RenderCache
 from vidgate.db.engine import Database, open_database
 from vidgate.keys.cache import PrincipalCache
 from vidgate.net.fetch import FetchPolicy
@@ -37,6 +38,7 @@ class Gateway:
     store: FileStore
     rate_limiter: RateLimiter
     principals: PrincipalCache
+    rendered_tasks: RenderCache = field(default_factory=RenderCache)
     worker: Worker | None = field(default=None)
 
     @classmethod

@@ -32,3 +32,8 @@ def error_payload(*, code: str, message: str, request_id: str) -> dict[str, obje
         "error": {"code": code, "message": message},
         "request_id": request_id,
     }
+
+
+def envelope_bytes(data_json: bytes, request_id: str) -> bytes:
+    """The success envelope around already rendered JSON, as `Envelope` would serialise it."""
+    return b'{"success":true,"data":%s,"request_id":"%s"}' % (data_json, request_id.encode())
