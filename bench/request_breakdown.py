@@ -24,11 +24,10 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import aiosqlite
 import httpx
-from fastapi import Header, Request, Response
 from sqlalchemy import event, select, text
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -39,12 +38,12 @@ import bare_app  # noqa: E402
 from gateway_bench import CREATE_BODY, THROUGHPUT_ENV, time_to_completed  # noqa: E402
 
 from support import GatewayProcess  # noqa: E402
-from vidgate.api.deps import current_principal, get_gateway  # noqa: E402
+from vidgate.api.apimall import presenters  # noqa: E402
 from vidgate.api.envelope import Envelope  # noqa: E402
 from vidgate.app import create_app  # noqa: E402
 from vidgate.db.models import ApiKey  # noqa: E402
 from vidgate.gateway import Gateway  # noqa: E402
-from vidgate.keys.service import Principal, authenticate  # noqa: E402
+from vidgate.keys.service import lookup  # noqa: E402
 from vidgate.settings import Settings  # noqa: E402
 from vidgate.tasks import service  # noqa: E402
 
@@ -74,53 +73,6 @@ class HopCounter:
     def uninstall(self) -> None:
         if self._original is not None:
             setattr(aiosqlite.Connection, "_execute", self._original)  # noqa: B010
-
-
-def get_gateway_sync(request: Request) -> Gateway:
-    """Control for the experiment below: the same sync function, also as an override."""
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-async def get_gateway_async(request: Request) -> Gateway:
-    """Experiment: `get_gateway` as `async def`, so FastAPI calls it inline, not in a thread."""
-    gateway: Gateway = request.app.state.gateway
-    return gateway
-
-
-async def passthrough_principal(
-    request: Request,
-    response: Response,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
-    """Control for the cached experiment: the real dependency, called through an override."""
-    return await current_principal(request, response, authorization)
-
-
-_principals: dict[str, Principal] = {}
-
-
-async def cached_principal(
-    request: Request,
-    response: Response,
-    authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
-) -> Principal:
-    """Experiment: `current_principal` with the key lookup cached in-process (no expiry here;
-    a real cache needs a short TTL and revocation handling), the rate limit still applied."""
-    gateway: Gateway = request.app.state.gateway
-    principal = _principals.get(authorization or "")
-    if principal is None:
-        principal = await authenticate(gateway.db, authorization)
-        _principals[authorization or ""] = principal
-    settings = gateway.settings
-    decision = await gateway.rate_limiter.hit(
-        f"key:{principal.key_id}",
-        rate_per_s=settings.rate_limit_per_second,
-        burst=settings.rate_limit_burst,
-    )
-    response.headers.update(decision.headers())
-    request.state.principal = principal
-    return principal
 
 
 ROUNDS = 3
@@ -190,17 +142,15 @@ async def breakdown(data_dir: Path, api_key: str, task_id: str, calls: int) -> s
                 return response
 
             async def auth() -> object:
-                return await authenticate(db, f"Bearer {api_key}")
+                return await lookup(db, key_hash)
 
             async def load() -> object:
-                async with db.read() as session:
-                    return await service.load_task(session, account_id=1, task_id=task_id)
+                return await service.get_task(db, account_id=1, task_id=task_id)
 
-            async with db.read() as session:
-                task = await service.load_task(session, account_id=1, task_id=task_id)
+            task = await service.get_task(db, account_id=1, task_id=task_id)
 
             async def view() -> object:
-                data = service.task_view(task, gateway.signer)
+                data = presenters.task_view(task, gateway.url_for)
                 return Envelope(data=data, request_id="req_x").model_dump_json()
 
             key_query = select(ApiKey).where(ApiKey.key_hash == key_hash)
@@ -230,9 +180,9 @@ async def breakdown(data_dir: Path, api_key: str, task_id: str, calls: int) -> s
                 ),
                 ("gateway: GET /healthz (middleware, no DB)", lambda: gw.get("/healthz"), 1),
                 ("gateway: GET /api/v1/videos/{id} (whole poll)", gw_status, 1),
-                ("  authenticate(): one read session, key lookup", auth, 1),
-                ("  db.read() + load_task(): one read session", load, 1),
-                ("  task_view() + Envelope JSON (no DB)", view, 1),
+                ("  keys.lookup(): a principal-cache miss (key read)", auth, 1),
+                ("  service.get_task(): the backend's hot read", load, 1),
+                ("  presenters.task_view() + Envelope JSON (no DB)", view, 1),
                 (
                     "bare app: POST /bare/create",
                     lambda: bare.post("/bare/create", json=CREATE_BODY),
@@ -264,40 +214,6 @@ async def breakdown(data_dir: Path, api_key: str, task_id: str, calls: int) -> s
                 finally:
                     hops.uninstall()
 
-            # What two cheap fixes would buy, tried with dependency overrides (src untouched).
-            # Variants alternate within each round so drift on a shared machine hits all alike.
-            # FastAPI re-analyses an override's signature on every request, so each experiment
-            # is compared with a control that goes through an override too.
-            variants: list[tuple[str, dict[Any, Any]]] = [
-                ("as is", {}),
-                (
-                    "control: get_gateway, same sync def via override",
-                    {get_gateway: get_gateway_sync},
-                ),
-                ("get_gateway as async def via override", {get_gateway: get_gateway_async}),
-                (
-                    "control: auth, same dependency via override",
-                    {current_principal: passthrough_principal},
-                ),
-                (
-                    "auth with the key lookup cached in-process",
-                    {current_principal: cached_principal},
-                ),
-            ]
-            for path, step, divisor in (("poll", gw_status, 1), ("create", gw_create, 4)):
-                best: dict[str, tuple[float, float]] = {}
-                per_round = max(10, calls // divisor // ROUNDS)
-                for _ in range(ROUNDS):
-                    for name, overrides in variants:
-                        app.dependency_overrides = dict(overrides)
-                        for _ in range(10):
-                            await step()
-                        wall_us, cpu_us = await measure(step, per_round)
-                        old = best.get(name, (wall_us, cpu_us))
-                        best[name] = (min(old[0], wall_us), min(old[1], cpu_us))
-                app.dependency_overrides = {}
-                for name, _overrides in variants:
-                    rows.append((f"experiment: {path}, {name}", *best[name]))
     finally:
         await raw.close()
         blocking.close()

@@ -92,7 +92,6 @@ async def test_key_held_by_a_running_request_is_in_use(private_postgres_url: str
             await holder.run_sync(
                 lambda conn: idempotency.claim(
                     conn,
-                    db.backend,
                     account_id=caller.account_id,
                     key="k-busy",
                     surface="apimall",

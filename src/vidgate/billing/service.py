@@ -11,16 +11,33 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import cast
 
-from sqlalchemy import Connection, Table, func, insert, select, update
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
+from vidgate.db.backend import Sql, lean
 from vidgate.db.models import Account, LedgerEntry
 from vidgate.db.types import utcnow
 from vidgate.errors import InsufficientCredits, InvalidRequest, NotFound
 
-accounts = cast(Table, Account.__table__)
 ledger = cast(Table, LedgerEntry.__table__)
+
+# Lean statements (db/backend.py): a debit is on the create path. The WHERE of DEBIT is what
+# makes an overdraft impossible under concurrency: the UPDATE that would go negative matches
+# no row.
+CREDIT = Sql(
+    "UPDATE accounts SET credits = credits + :amount WHERE id = :account_id RETURNING credits"
+)
+DEBIT = Sql(
+    "UPDATE accounts SET credits = credits + :amount "
+    "WHERE id = :account_id AND credits >= -:amount RETURNING credits"
+)
+BALANCE = Sql("SELECT credits FROM accounts WHERE id = :account_id")
+APPEND = Sql(
+    "INSERT INTO credit_ledger (account_id, kind, amount, balance_after, task_id, note, "
+    "created_at) VALUES (:account_id, :kind, :amount, :balance_after, :task_id, :note, "
+    ":created_at)"
+)
 
 
 class LedgerKind(StrEnum):
@@ -77,35 +94,32 @@ def apply_change(
     Synchronous Core on the caller's connection, so the task core can debit and refund inside
     its own transactions (db/backend.py); the AsyncSession functions below wrap it.
     """
-    statement = (
-        update(accounts)
-        .where(accounts.c.id == account_id)
-        .values(credits=accounts.c.credits + amount)
-        .returning(accounts.c.credits)
-    )
-    if amount < 0:
-        statement = statement.where(accounts.c.credits >= -amount)
-    new_balance = conn.scalar(statement)
-    if new_balance is None:
-        current = conn.scalar(select(accounts.c.credits).where(accounts.c.id == account_id))
-        if current is None:
+    via = lean(conn)
+    params = {"account_id": account_id, "amount": amount}
+    changed = via.execute(conn, CREDIT if amount >= 0 else DEBIT, params)
+    if not changed:
+        current = via.execute(conn, BALANCE, {"account_id": account_id})
+        if not current:
             raise NotFound(f"account {account_id} not found")
         raise InsufficientCredits(
-            f"Insufficient credits: {-amount} needed, the balance is {current}"
+            f"Insufficient credits: {-amount} needed, the balance is {current[0][0]}"
             if kind != LedgerKind.DEBIT or task_id is None
             else f"Insufficient credits: this task costs {-amount} credits and the balance "
-            f"is {current}; top up and retry"
+            f"is {current[0][0]}; top up and retry"
         )
-    conn.execute(
-        insert(ledger).values(
-            account_id=account_id,
-            kind=kind.value,
-            amount=amount,
-            balance_after=new_balance,
-            task_id=task_id,
-            note=note,
-            created_at=utcnow(),
-        )
+    new_balance = changed[0][0]
+    via.execute(
+        conn,
+        APPEND,
+        {
+            "account_id": account_id,
+            "kind": kind.value,
+            "amount": amount,
+            "balance_after": new_balance,
+            "task_id": task_id,
+            "note": note,
+            "created_at": utcnow(),
+        },
     )
     return int(new_balance)
 

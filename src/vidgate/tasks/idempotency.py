@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import Connection, Table, delete
 
-from vidgate.db.backend import Backend
+from vidgate.db.backend import Sql, lean
 from vidgate.db.models import IdempotencyRecord
 from vidgate.errors import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidRequest
 
@@ -25,6 +25,24 @@ RETENTION = timedelta(hours=24)
 MAX_KEY_LENGTH = 255
 
 records = cast(Table, IdempotencyRecord.__table__)
+
+# Lean statements (db/backend.py): they are on the create path. A concurrent request with the
+# same key waits on RESERVE's unique index entry until the first one commits.
+_KEY = "account_id = :account_id AND key = :key"
+FORGET_EXPIRED = Sql(f"DELETE FROM idempotency_keys WHERE {_KEY} AND expires_at < :now")
+RESERVE = Sql(
+    "INSERT INTO idempotency_keys (account_id, key, surface, fingerprint, created_at, "
+    "expires_at) VALUES (:account_id, :key, :surface, :fingerprint, :created_at, :expires_at) "
+    "ON CONFLICT (account_id, key) DO NOTHING RETURNING key"
+)
+LOOK_UP = Sql(
+    "SELECT fingerprint, surface, status_code, task_id, request_id FROM idempotency_keys "
+    f"WHERE {_KEY}"
+)
+ANSWER = Sql(
+    "UPDATE idempotency_keys SET task_id = :task_id, request_id = :request_id, "
+    f"status_code = :status_code WHERE {_KEY}"
+)
 
 
 @dataclass(frozen=True)
@@ -47,7 +65,6 @@ def check_key(key: str) -> str:
 
 def claim(
     conn: Connection,
-    backend: Backend,
     *,
     account_id: int,
     key: str,
@@ -60,37 +77,29 @@ def claim(
     Returns None when this request owns the key and must go on to create the task. The key
     belongs to one surface: the same key sent to the other surface is a different request.
     """
-    conn.execute(
-        delete(records).where(
-            records.c.account_id == account_id,
-            records.c.key == key,
-            records.c.expires_at < now,
-        )
-    )
-    reserve = backend.insert_ignoring_conflict(
-        records,
+    via = lean(conn)
+    where = {"account_id": account_id, "key": key}
+    via.execute(conn, FORGET_EXPIRED, {**where, "now": now})
+    reserved = via.execute(
+        conn,
+        RESERVE,
         {
-            "account_id": account_id,
-            "key": key,
+            **where,
             "surface": surface,
             "fingerprint": body_fingerprint,
             "created_at": now,
             "expires_at": now + RETENTION,
         },
-        index_elements=["account_id", "key"],
-    ).returning(records.c.key)
-    if conn.scalar(reserve) is not None:
+    )
+    if reserved:
         return None
-    record = conn.execute(
-        select(
-            records.c.fingerprint, records.c.surface, records.c.status_code, records.c.task_id
-        ).where(records.c.account_id == account_id, records.c.key == key)
-    ).one()  # the conflicting row is committed, hence visible
-    if record.fingerprint != body_fingerprint or record.surface != surface:
+    # The conflicting row is committed, hence visible.
+    fingerprint_, surface_, status_code, task_id, request_id = via.execute(conn, LOOK_UP, where)[0]
+    if fingerprint_ != body_fingerprint or surface_ != surface:
         raise IdempotencyKeyReused()
-    if record.status_code is None or record.task_id is None:
+    if status_code is None or task_id is None:
         raise IdempotencyKeyInUse(headers={"Retry-After": "1"})
-    return Answered(task_id=record.task_id, request_id=record.request_id or "")
+    return Answered(task_id=task_id, request_id=request_id or "")
 
 
 def answered(
@@ -103,10 +112,16 @@ def answered(
     status_code: int,
 ) -> None:
     """The request that owns the key has its answer: later replays re-render it from the task."""
-    conn.execute(
-        update(records)
-        .where(records.c.account_id == account_id, records.c.key == key)
-        .values(task_id=task_id, request_id=request_id, status_code=status_code)
+    lean(conn).execute(
+        conn,
+        ANSWER,
+        {
+            "account_id": account_id,
+            "key": key,
+            "task_id": task_id,
+            "request_id": request_id,
+            "status_code": status_code,
+        },
     )
 
 

@@ -1,8 +1,10 @@
 """Every task query: insert, get, history, claim, fenced updates and the events outbox.
 
-Synchronous SQLAlchemy Core on a `Connection`: the backend (db/backend.py) runs a whole
-transaction of these in one go, on a thread for SQLite or through `run_sync` for PostgreSQL.
-Services hold the rules and call these; nothing else writes SQL for tasks.
+Synchronous functions of a `Connection`: the backend (db/backend.py) runs a whole transaction
+of them in one go, on a thread for SQLite or through `run_sync` for PostgreSQL. The statements
+of the hot paths (the status poll's read, the create transaction) are lean `Sql` texts on the
+DBAPI cursor; the rest is SQLAlchemy Core. Services hold the rules and call these; nothing else
+writes SQL for tasks.
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, or_, select, update
+from sqlalchemy import JSON, Connection, Table, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
+from vidgate.db.backend import Backend, Lean, Row, Sql, convert_row, lean
 from vidgate.db.models import TaskEvent, VideoTask
+from vidgate.db.types import UTCDateTime
 from vidgate.tasks.states import IN_FLIGHT, TERMINAL
 
 tasks = cast(Table, VideoTask.__table__)
@@ -64,6 +68,23 @@ class TaskRecord:
 
 
 _TASK_COLUMNS = [tasks.c[f.name] for f in fields(TaskRecord)]
+_TASK_NAMES = [column.name for column in _TASK_COLUMNS]
+_DATETIMES = [i for i, c in enumerate(_TASK_COLUMNS) if isinstance(c.type, UTCDateTime)]
+_JSONS = [i for i, c in enumerate(_TASK_COLUMNS) if isinstance(c.type, JSON)]
+
+GET_TASK = Sql(f"SELECT {', '.join(_TASK_NAMES)} FROM video_tasks WHERE id = :id")
+INSERT_TASK = Sql(
+    f"INSERT INTO video_tasks ({', '.join(_TASK_NAMES)}) "
+    f"VALUES ({', '.join(':' + name for name in _TASK_NAMES)})"
+)
+COUNT_IN_FLIGHT = Sql(
+    "SELECT count(*) FROM video_tasks WHERE api_key_id = :api_key_id "
+    f"AND status IN ({', '.join(repr(s) for s in IN_FLIGHT)})"
+)
+INSERT_EVENT = Sql(
+    "INSERT INTO task_events (task_id, account_id, kind, status, data, created_at) "
+    "VALUES (:task_id, :account_id, :kind, :status, :data, :created_at)"
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -81,22 +102,30 @@ def _record(row: Any) -> TaskRecord:
     return TaskRecord(**row._mapping)
 
 
+def _lean_record(row: Row, via: Lean) -> TaskRecord:
+    values = convert_row(row, datetimes=_DATETIMES, jsons=_JSONS, via=via)
+    return TaskRecord(**dict(zip(_TASK_NAMES, values, strict=True)))
+
+
 def insert_task(conn: Connection, values: dict[str, Any]) -> None:
-    conn.execute(insert(tasks).values(**values))
+    lean(conn).execute(conn, INSERT_TASK, values)
 
 
 def get(conn: Connection, task_id: str) -> TaskRecord | None:
-    row = conn.execute(select(*_TASK_COLUMNS).where(tasks.c.id == task_id)).first()
-    return _record(row) if row is not None else None
+    via = lean(conn)
+    rows = via.execute(conn, GET_TASK, {"id": task_id})
+    return _lean_record(rows[0], via) if rows else None
+
+
+async def read(backend: Backend, task_id: str) -> TaskRecord | None:
+    """The status poll's read, outside any transaction (db/backend.py read_rows)."""
+    rows = await backend.read_rows(GET_TASK, {"id": task_id})
+    return _lean_record(rows[0], backend.lean) if rows else None
 
 
 def count_in_flight(conn: Connection, *, api_key_id: int) -> int:
-    count = conn.scalar(
-        select(func.count())
-        .select_from(tasks)
-        .where(tasks.c.api_key_id == api_key_id, tasks.c.status.in_(IN_FLIGHT))
-    )
-    return int(count or 0)
+    rows = lean(conn).execute(conn, COUNT_IN_FLIGHT, {"api_key_id": api_key_id})
+    return int(rows[0][0])
 
 
 def history(
@@ -206,15 +235,17 @@ def insert_event(
     at: datetime,
     data: dict[str, Any] | None = None,
 ) -> None:
-    conn.execute(
-        insert(events).values(
-            task_id=task_id,
-            account_id=account_id,
-            kind=kind,
-            status=status,
-            data=data or {},
-            created_at=at,
-        )
+    lean(conn).execute(
+        conn,
+        INSERT_EVENT,
+        {
+            "task_id": task_id,
+            "account_id": account_id,
+            "kind": kind,
+            "status": status,
+            "data": data or {},
+            "created_at": at,
+        },
     )
 
 

@@ -151,7 +151,6 @@ async def create_task(
         if key is not None:
             replay = idempotency.claim(
                 conn,
-                backend,
                 account_id=principal.account_id,
                 key=key,
                 surface=command.surface,
@@ -202,7 +201,7 @@ def _replay(conn: Connection, answer: idempotency.Answered) -> CreateOutcome:
 async def get_task(db: Database, *, account_id: int, task_id: str) -> TaskRecord:
     if not task_id.startswith("vid_") or len(task_id) > 40:
         raise NotFound(f"task {task_id} not found")
-    task = await db.backend.run_read(lambda conn: repository.get(conn, task_id))
+    task = await repository.read(db.backend, task_id)
     # Another account's task is "not found" too: never confirm that an id exists.
     if task is None or task.account_id != account_id:
         raise NotFound(f"task {task_id} not found")
