@@ -3,11 +3,13 @@
 The task core's queries are synchronous SQLAlchemy Core functions of a `Connection`
 (tasks/repository.py); a backend decides where they run:
 
-- SQLite: on a plain pysqlite engine. A write transaction runs whole on one writer thread, behind
-  the process's fair write lock, with BEGIN IMMEDIATE; a read runs on the event loop thread itself
+- SQLite: on a plain pysqlite engine, behind the process's fair write lock, with BEGIN
+  IMMEDIATE. A write transaction runs on the event loop thread when the database's write lock is
+  free at once (the usual case: our own writers queue on the asyncio lock first), and on one
+  writer thread, which may wait, when another process holds it. A read runs on the loop thread
   (a WAL read of a few indexed rows takes microseconds and never waits on a writer). Measured:
-  aiosqlite's thread hop per statement, not SQL, was most of a status poll's cost, so a
-  transaction costs one hop here instead of one per statement.
+  aiosqlite's thread hop per statement, not SQL, was most of a status poll's cost, and one
+  thread hop (~110 µs of CPU here) costs more than a whole create transaction's SQL.
 - PostgreSQL: on the async psycopg engine through `run_sync`, one connection per transaction.
 
 It also owns what differs in SQL: the lock timeout a create waits on an Idempotency-Key
@@ -40,8 +42,6 @@ T = TypeVar("T")
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 _NAMED_PARAMETER = re.compile(r"(?<![:\w]):(\w+)")
-# SQLAlchemy's storage format for SQLite DATETIME (naive UTC), so Core reads what we write.
-_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
 
 
 @dataclass(frozen=True)
@@ -104,10 +104,18 @@ def install_sqlite_pragmas(sync_engine: Any) -> None:
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
         if connection.get_execution_options().get(WRITE_OPTION):
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            # On the DBAPI cursor: through exec_driver_sql this BEGIN cost more than the rest
+            # of a create's statements together.
+            cursor = connection.connection.dbapi_connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            cursor.close()
 
 
 WRITE_OPTION = "vidgate_write"
+
+
+def _no_busy_wait(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
 
 
 class Lean(Protocol):
@@ -127,13 +135,15 @@ class _SqliteLean:
         return _run_cursor(conn, sql.text, {k: self.dump(v) for k, v in params.items()})
 
     def dump(self, value: Any) -> Any:
-        if isinstance(value, datetime):
-            return value.astimezone(UTC).strftime(_SQLITE_DATETIME)
-        if isinstance(value, dict | list):
+        kind = type(value)
+        if kind is datetime:
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        if kind is dict or kind is list:
             return json.dumps(value)
         return value
 
     def load_datetime(self, value: Any) -> datetime | None:
+        # SQLAlchemy's SQLite DATETIME format, naive UTC: "2026-12-01 09:04:22.123456".
         if value is None:
             return None
         return datetime.fromisoformat(value).replace(tzinfo=UTC)
@@ -147,7 +157,8 @@ class _PostgresLean:
         return _run_cursor(conn, sql.pyformat, {k: self.dump(v) for k, v in params.items()})
 
     def dump(self, value: Any) -> Any:
-        if isinstance(value, dict | list):
+        kind = type(value)
+        if kind is dict or kind is list:
             return json.dumps(value)  # sent untyped: the server casts it to the json column
         return value
 
@@ -195,6 +206,11 @@ class SqliteBackend:
         )
         install_sqlite_pragmas(self.engine)
         self._write_engine = self.engine.execution_options(**{WRITE_OPTION: True})
+        # The loop thread's writer: it must never wait for the lock, so no busy timeout.
+        inline = create_engine(sync_url, poolclass=pool.StaticPool)
+        install_sqlite_pragmas(inline)
+        event.listen(inline, "connect", _no_busy_wait)
+        self._inline_engine = inline.execution_options(**{WRITE_OPTION: True})
         self._write_lock = write_lock
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vidgate-sqlite-write")
         self._path = str(self.engine.url.database)
@@ -206,6 +222,14 @@ class SqliteBackend:
 
     async def run_write(self, work: Callable[[Connection], T]) -> T:
         async with self._write_lock:
+            try:
+                with self._inline_engine.begin() as conn:
+                    return work(conn)
+            except OperationalError as error:
+                if not self.is_lock_timeout(error):
+                    raise
+            # Another process holds the write lock: wait for it off the loop. Nothing of the
+            # inline attempt was committed, so running `work` again is safe.
             loop = asyncio.get_running_loop()
             return await loop.run_in_executor(self._writer, self._write_sync, work)
 
@@ -230,6 +254,7 @@ class SqliteBackend:
 
     async def dispose(self) -> None:
         self._writer.shutdown(wait=True)
+        self._inline_engine.engine.dispose()
         if self._hot is not None:
             self._hot.close()
             self._hot = None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from vidgate.tasks import idempotency
@@ -22,4 +22,15 @@ class CreateTask:
     def fingerprint(self) -> str:
         """What an Idempotency-Key is bound to: the request's meaning, not its wire spelling
         (a flat body and the same fields inside `input` are one request)."""
-        return idempotency.fingerprint(asdict(self))
+        return idempotency.fingerprint(
+            {
+                "surface": self.surface,
+                "model": self.model,
+                "type": self.type,
+                "prompt": self.prompt,
+                "options": self.options,
+                "image_urls": list(self.image_urls),
+                "video_url": self.video_url,
+                "callback_url": self.callback_url,
+            }
+        )
