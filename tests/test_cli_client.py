@@ -130,3 +130,42 @@ def test_missing_key_and_unreachable_gateway(workdir: Path) -> None:
     assert "could not connect" in down.stderr
     assert url in down.stderr
     assert "Traceback" not in down.stderr
+
+
+def test_options_are_passed_as_data(live_gateway: GatewayProcess, workdir: Path) -> None:
+    done = vidgate(
+        "generate", "a kite", "--model", "sample",
+        "--option", "duration=1", "--option", "resolution=240p",
+        "--option", "remove_watermark=true",  # read as JSON: the boolean the option wants
+        "--wait", "-o", "kite.mp4", cwd=workdir, server=live_gateway,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    video = decode_mp4(workdir / "kite.mp4")
+    assert (video["width"], video["height"]) == (426, 240)
+
+    unknown = vidgate(
+        "generate", "x", "--model", "sample", "--option", "colour=red",
+        cwd=workdir, server=live_gateway,
+    )  # fmt: skip
+    assert unknown.returncode == 1
+    assert "colour: not an option of model sample" in unknown.stderr
+    assert "Traceback" not in unknown.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--option", "seed"], "--option wants NAME=VALUE (got 'seed')"),
+        (["--option", "seed=1", "--option", "seed=2"], "--option seed is given twice"),
+        (["--duration", "2", "--option", "duration=3"], "--duration and --option duration"),
+        (["--option", "prompt=x"], "prompt is a field of the request, not a model option"),
+    ],
+)
+def test_malformed_options_are_refused_before_sending(
+    workdir: Path, args: list[str], message: str
+) -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: nothing may be sent
+    done = vidgate("generate", "x", *args, "--base-url", url, "--api-key", "sk-x", cwd=workdir)
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr

@@ -41,7 +41,7 @@ from vidgate.client import (
 pytestmark = pytest.mark.e2e
 
 # The quickest render the sample model does: 1 s at 240p (426x240 landscape, 24 fps).
-FAST: dict[str, Any] = {"model": "sample", "duration": "1", "resolution": "240p"}
+FAST: dict[str, Any] = {"model": "sample", "options": {"duration": 1, "resolution": "240p"}}
 
 
 def sync_client(server: GatewayProcess, **kwargs: Any) -> VidgateClient:
@@ -168,6 +168,9 @@ async def test_async_typed_errors(live_gateway: GatewayProcess) -> None:
             await client.videos.get("vid_nope")
         with pytest.raises(BadRequestError, match="resolution"):
             await client.videos.generate(model="sample", prompt="x", resolution="9000p")
+        with pytest.raises(BadRequestError) as unknown:
+            await client.videos.generate(prompt="x", **FAST | {"options": {"colour": "red"}})
+        assert unknown.value.message.startswith("colour: not an option of model sample")
     async with AsyncVidgateClient(base_url=live_gateway.base_url, api_key="sk-wrong") as bad:
         with pytest.raises(AuthenticationError):
             await bad.videos.history()
@@ -392,6 +395,62 @@ async def test_async_retries_5xx_then_succeeds(live_gateway: GatewayProcess) -> 
     assert server.gaps()[0] >= 0.95
     assert len({request.headers["idempotency-key"] for request in server.seen}) == 1
     assert created.task_id.startswith("vid_")
+
+
+CREATED = {
+    "success": True,
+    "data": {
+        "task_id": "vid_1",
+        "request_id": "provider_req_1",
+        "credits_used": 1,
+        "remaining_credits": 9,
+        "model": "wan",
+    },
+    "request_id": "req_1",
+}
+
+
+async def test_options_travel_as_data_from_both_twins() -> None:
+    """Any model option, as given: flat in the body beside the request's own fields."""
+    reply = Reply(200, json.dumps(CREATED).encode(), {"Content-Type": "application/json"})
+    fields: dict[str, Any] = {
+        "model": "wan",
+        "prompt": "a fox",
+        "options": {"seed": 42, "negative_prompt": "blur", "n_frames": 10},
+        "aspect_ratio": "portrait",  # a shortcut joins the options
+        "callback_url": "https://example.com/hook",
+    }
+    with scripted_server(always(reply)) as server:
+        with VidgateClient(base_url=server.url, api_key="sk-x") as client:
+            assert client.videos.generate(**fields).task_id == "vid_1"
+        async with AsyncVidgateClient(base_url=server.url, api_key="sk-x") as aclient:
+            assert (await aclient.videos.generate(**fields)).task_id == "vid_1"
+    bodies = [json.loads(request.body) for request in server.seen]
+    assert (
+        bodies[0]
+        == bodies[1]
+        == {
+            "model": "wan",
+            "prompt": "a fox",
+            "seed": 42,
+            "negative_prompt": "blur",
+            "n_frames": "10",  # the contract's string
+            "aspect_ratio": "portrait",
+            "callBackUrl": "https://example.com/hook",
+        }
+    )
+
+
+def test_contradictory_options_are_refused_before_sending() -> None:
+    with (
+        scripted_server(always(Reply(500))) as server,
+        VidgateClient(base_url=server.url, api_key="sk-x") as client,
+    ):
+        with pytest.raises(ValueError, match="duration is given both as an argument and in"):
+            client.videos.generate(model="m", duration="2", options={"duration": "3"})
+        with pytest.raises(ValueError, match="prompt is a field of the request"):
+            client.videos.generate(model="m", options={"prompt": "x"})
+    assert server.seen == []
 
 
 def test_no_retry_on_4xx() -> None:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from vidgate import __version__
 from vidgate.api.apimall import account, keys, models, videos
+from vidgate.api.apimall.request_schema import generate_request_components
 from vidgate.api.errors import drop_framework_validation_responses, install_error_handlers
 from vidgate.api.request_context import RequestContextMiddleware
 from vidgate.api.routers import files, health
@@ -51,7 +52,10 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = drop_framework_validation_responses(default_openapi())
+            document = drop_framework_validation_responses(default_openapi())
+            # The create body as the catalogue defines it: its models, types and options.
+            document["components"]["schemas"].update(generate_request_components(gateway.catalogue))
+            app.openapi_schema = document
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

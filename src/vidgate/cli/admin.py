@@ -106,6 +106,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(credits_app, name="credits")
 
 
+def check_catalogue(settings: Settings) -> None:
+    """Read the model catalogue before anything starts: a broken file stops the process with
+    one line naming the file and the field (exit 2), not a traceback."""
+    from vidgate.providers.catalogue import Catalogue, CatalogueError
+
+    try:
+        Catalogue.load(settings.catalogue_path)
+    except CatalogueError as exc:
+        raise fail(str(exc), code=2) from None
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
@@ -119,6 +130,7 @@ def serve(
     from vidgate.logs import configure_logging
 
     settings = load_settings(data_dir)
+    check_catalogue(settings)
     public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     settings = settings.model_copy(
         update={
@@ -150,7 +162,9 @@ def worker(data_dir: DataDirOption = None) -> None:
     from vidgate.gateway import Gateway
     from vidgate.logs import configure_logging
 
-    settings = load_settings(data_dir).model_copy(update={"worker_enabled": True})
+    settings = load_settings(data_dir)
+    check_catalogue(settings)
+    settings = settings.model_copy(update={"worker_enabled": True})
     configure_logging(settings.log_level)
     prepare_schema(settings)
 

@@ -31,6 +31,7 @@ from vidgate.client import (
     APIConnectionError,
     APIStatusError,
     MissingAPIKeyError,
+    OptionValue,
     Task,
     VidgateClient,
     VidgateError,
@@ -105,6 +106,17 @@ def generate(
         bool, typer.Option("--remove-watermark", help="Ask for no watermark")
     ] = False,
     callback_url: Annotated[str | None, typer.Option(help="URL to call when the task ends")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            metavar="NAME=VALUE",
+            help=(
+                "A model option (repeatable), e.g. --option seed=42; the value is read as JSON "
+                "when it is an integer or true/false (quote it, '\"42\"', to send a string)"
+            ),
+        ),
+    ] = None,
     idempotency_key: Annotated[
         str | None, typer.Option(help="Retry-safe create: same key, same task")
     ] = None,
@@ -127,20 +139,27 @@ def generate(
     """
     if output is not None and not wait:
         raise _fail("--output needs --wait (nothing is downloaded without it)", code=2)
+    shortcuts: dict[str, OptionValue | None] = {
+        "aspect_ratio": aspect_ratio,
+        "n_frames": n_frames,
+        "duration": duration,
+        "resolution": resolution,
+        "remove_watermark": remove_watermark or None,
+    }
+    options = _options(option or [], shortcuts)
     with _gateway(base_url, api_key) as client:
-        created = client.videos.generate(
-            model=model,
-            prompt=prompt,
-            idempotency_key=idempotency_key,
-            type=task_type,
-            image_urls=image or None,
-            aspect_ratio=aspect_ratio,
-            n_frames=n_frames,
-            duration=duration,
-            resolution=resolution,
-            remove_watermark=remove_watermark or None,
-            callback_url=callback_url,
-        )
+        try:
+            created = client.videos.generate(
+                model=model,
+                prompt=prompt,
+                idempotency_key=idempotency_key,
+                type=task_type,
+                image_urls=image or None,
+                callback_url=callback_url,
+                options=options,
+            )
+        except ValueError as exc:  # refused by the SDK before sending, e.g. --option prompt=x
+            raise _fail(str(exc), code=2) from None
         err.print(
             f"created task {created.task_id} ({created.model}): "
             f"{_credits(created.credits_used)} used, {_credits(created.remaining_credits)} left"
@@ -161,6 +180,37 @@ def generate(
         _download(client, task, target)
         err.print(f"saved {target}")
         print(target)
+
+
+def _option_value(text: str) -> OptionValue:
+    """An integer or true/false as such, a JSON string literal as its text, anything else as
+    written (so `style=film` needs no quotes)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, bool | int | str) else text
+
+
+def _options(given: list[str], shortcuts: dict[str, OptionValue | None]) -> dict[str, OptionValue]:
+    """The --option NAME=VALUE pairs, with the named option flags (--duration ...) among them."""
+    options: dict[str, OptionValue] = {}
+    for item in given:
+        name, equals, text = item.partition("=")
+        name = name.strip()
+        if not equals or not name:
+            raise _fail(f"--option wants NAME=VALUE (got {item!r})", code=2)
+        if name in options:
+            raise _fail(f"--option {name} is given twice", code=2)
+        options[name] = _option_value(text)
+    for name, value in shortcuts.items():
+        if value is None:
+            continue
+        if name in options and str(options[name]) != str(value):
+            flag = f"--{name.replace('_', '-')}"
+            raise _fail(f"{flag} and --option {name} disagree; give one of them", code=2)
+        options[name] = value
+    return options
 
 
 def _credits(amount: int) -> str:

@@ -3,7 +3,9 @@
 from vidgate.client import VidgateClient
 
 with VidgateClient() as client:  # $VIDGATE_BASE_URL, $VIDGATE_API_KEY
-    created = client.videos.generate(model="sora2", prompt="a red fox in snow")
+    created = client.videos.generate(
+        model="sora2", prompt="a red fox in snow", options={"n_frames": "15"}
+    )
     task = client.videos.wait(created.task_id)
     if task.status == "completed":
         client.videos.download(task, "fox.mp4")
@@ -11,7 +13,7 @@ with VidgateClient() as client:  # $VIDGATE_BASE_URL, $VIDGATE_API_KEY
         print(task.error_message)
 """
 
-from vidgate.client._base import GenerateOptions
+from vidgate.client._base import GenerateOptions, OptionValue
 from vidgate.client._errors import (
     APIConnectionError,
     APIStatusError,
@@ -65,6 +67,7 @@ __all__ = [
     "InternalServerError",
     "MissingAPIKeyError",
     "NotFoundError",
+    "OptionValue",
     "PermissionDeniedError",
     "RateLimitError",
     "RevokedApiKey",

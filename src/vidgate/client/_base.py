@@ -12,7 +12,7 @@ import random
 import re
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -161,8 +161,16 @@ class APIRequest(Generic[T]):
     idempotent: bool = True
 
 
+OptionValue = str | int | bool
+
+
 class GenerateOptions(TypedDict, total=False):
-    """Optional fields of `videos.generate` (see the model catalogue for each model's options)."""
+    """Optional fields of `videos.generate`.
+
+    `options` carries any option of the model as data, e.g. `{"seed": 42}` (GET /api/v1/models
+    lists each model's options with their types); `aspect_ratio` ... `upload_method` are
+    shortcuts for the contract's common options. `extra_body` is merged into the body as is.
+    """
 
     type: str | None
     image_urls: Sequence[str] | None
@@ -171,12 +179,13 @@ class GenerateOptions(TypedDict, total=False):
     video_url: str | None
     audio_url: str | None
     end_image_url: str | None
+    callback_url: str | None
+    options: Mapping[str, OptionValue | None] | None
     aspect_ratio: str | None
     n_frames: str | int | None
     duration: str | int | None
     resolution: str | None
     remove_watermark: bool | None
-    callback_url: str | None
     origin_task_id: str | None
     character_user_name: str | None
     character_prompt: str | None
@@ -185,28 +194,59 @@ class GenerateOptions(TypedDict, total=False):
     extra_body: dict[str, Any] | None
 
 
+# The request's own fields; every other field of the body is a model option.
+_REQUEST_FIELDS = (
+    "type",
+    "image_urls",
+    "input_image",
+    "image_url",
+    "video_url",
+    "audio_url",
+    "end_image_url",
+    "callback_url",
+)
+_NOT_OPTIONS = frozenset({"model", "prompt", "input", "callBackUrl", *_REQUEST_FIELDS})
 _WIRE_NAMES = {"callback_url": "callBackUrl"}
 _STRING_OPTIONS = ("n_frames", "duration")  # the contract sends these as strings
 
 
+def _merged_options(given: dict[str, Any]) -> dict[str, Any]:
+    """`options` plus the option shortcuts; a name given both ways must agree."""
+    options = {k: v for k, v in dict(given.pop("options", None) or {}).items() if v is not None}
+    for name in list(given):
+        if name in _REQUEST_FIELDS:
+            continue
+        value = given.pop(name)
+        if value is None:
+            continue
+        if name in options and options[name] != value:
+            raise ValueError(f"{name} is given both as an argument and in options")
+        options[name] = value
+    for name in options:
+        if name in _NOT_OPTIONS:
+            raise ValueError(f"options: {name} is a field of the request, not a model option")
+    return options
+
+
 def generate_call(
-    *, model: str, prompt: str | None, idempotency_key: str | None, options: GenerateOptions
+    *, model: str, prompt: str | None, idempotency_key: str | None, fields: GenerateOptions
 ) -> APIRequest[CreatedTask]:
     """POST /api/v1/videos/generate with one Idempotency-Key for the call and all its retries,
-    so a retried create can never be charged twice."""
+    so a retried create can never be charged twice. Raises ValueError for contradictory
+    arguments before anything is sent."""
     body: dict[str, Any] = {"model": model}
     if prompt is not None:
         body["prompt"] = prompt
-    given: dict[str, Any] = dict(options)
+    given: dict[str, Any] = dict(fields)
     extra = given.pop("extra_body", None) or {}
+    options = _merged_options(given)
     for name, value in given.items():
-        if value is None:
-            continue
+        if value is not None:
+            body[_WIRE_NAMES.get(name, name)] = list(value) if name == "image_urls" else value
+    for name, value in options.items():
         if name in _STRING_OPTIONS and isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
-        elif name == "image_urls":
-            value = list(value)
-        body[_WIRE_NAMES.get(name, name)] = value
+        body[name] = value
     body.update(extra)
     return APIRequest(
         method="POST",

@@ -127,7 +127,10 @@ class RevokedApiKey(_Result):
 
 
 class VideoModel(_Result):
-    """A catalogue entry of `GET /api/v1/models`: options, prices and providers."""
+    """A catalogue entry of `GET /api/v1/models`: options, prices and providers.
+
+    Each option: `type` ("string", "integer" or "boolean") and `default`; enums have `values`,
+    strings `max_length`, integers `min` and `max` (None: unbounded)."""
 
     id: str
     description: str = ""
@@ -135,4 +138,5 @@ class VideoModel(_Result):
     options: dict[str, dict[str, Any]] = Field(default_factory=dict)
     price: dict[str, Any] = Field(default_factory=dict)
     time_limit_seconds: int | None = None
+    queue: str | None = None
     providers: list[str] = Field(default_factory=list)

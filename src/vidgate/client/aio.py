@@ -89,12 +89,12 @@ class Videos(_Resource):
         model: str,
         prompt: str | None = None,
         idempotency_key: str | None = None,
-        **options: Unpack[base.GenerateOptions],
+        **fields: Unpack[base.GenerateOptions],
     ) -> m.CreatedTask:
         """See the same method of VidgateClient (sync.py)."""
         return await self._client._request(
             base.generate_call(
-                model=model, prompt=prompt, idempotency_key=idempotency_key, options=options
+                model=model, prompt=prompt, idempotency_key=idempotency_key, fields=fields
             )
         )
 

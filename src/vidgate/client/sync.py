@@ -95,13 +95,15 @@ class Videos(_Resource):
         model: str,
         prompt: str | None = None,
         idempotency_key: str | None = None,
-        **options: Unpack[base.GenerateOptions],
+        **fields: Unpack[base.GenerateOptions],
     ) -> m.CreatedTask:
-        """Create a task (its price is debited at once). Without `idempotency_key` one is made
-        for this call, so its retries cannot create (and charge) a second task."""
+        """Create a task (its price is debited at once). Model options go in `options`, e.g.
+        `options={"seed": 42, "negative_prompt": "blur"}` (see `models.list()`). Without
+        `idempotency_key` one is made for this call, so its retries cannot create (and charge)
+        a second task. ValueError: contradictory arguments (nothing is sent)."""
         return self._client._request(
             base.generate_call(
-                model=model, prompt=prompt, idempotency_key=idempotency_key, options=options
+                model=model, prompt=prompt, idempotency_key=idempotency_key, fields=fields
             )
         )
 

@@ -1,39 +1,74 @@
-"""The model catalogue: which models exist, what they accept, what they cost, where they run."""
+"""The model catalogue: which models exist, what they accept, what they cost, where they run.
+
+Everything about a model is data in a TOML file (catalogue.toml, or VIDGATE_CATALOGUE_PATH);
+catalogue_file.py reads and checks it, this module holds what it becomes.
+"""
 
 from __future__ import annotations
 
-import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from vidgate.errors import InvalidRequest
+from vidgate.providers.options import OptionKind, OptionSpec, OptionValue, as_integer, price_key
+from vidgate.worker.retry import RetryPolicy
+
+__all__ = [
+    "BUILTIN_CATALOGUE",
+    "DEFAULT_RESOLUTION",
+    "Catalogue",
+    "CatalogueError",
+    "ChannelSpec",
+    "ModelSpec",
+    "OptionKind",
+    "OptionSpec",
+    "OptionValue",
+    "PriceRule",
+    "VideoShape",
+    "frame_size",
+]
 
 BUILTIN_CATALOGUE = Path(__file__).with_name("catalogue.toml")
 DEFAULT_CLIP_SECONDS = 10
+DEFAULT_QUEUE = "default"
 # Short side in pixels for each resolution name; the aspect ratio gives the long side.
 RESOLUTION_SHORT_SIDE = {"240p": 240, "360p": 360, "480p": 480, "720p": 720, "1080p": 1080}
 DEFAULT_RESOLUTION = "720p"
+# Aspect ratio names (Sora's words and the usual ratios) and the frame orientation each means.
+ASPECT_RATIOS = {
+    "landscape": "landscape",
+    "16:9": "landscape",
+    "portrait": "portrait",
+    "9:16": "portrait",
+    "square": "square",
+    "1:1": "square",
+}
+DEFAULT_ASPECT_RATIO = "landscape"
+# Options that give the clip's length in seconds, in order of precedence (Sora's n_frames is
+# the clip length in seconds, not a frame count).
+SECONDS_OPTIONS = ("duration", "n_frames")
+
+
+class CatalogueError(ValueError):
+    """A catalogue file that cannot be used: names the file and the field, in one line."""
+
+    def __init__(self, source: str, where: str, problem: str) -> None:
+        self.source = source
+        self.where = where
+        self.problem = problem
+        place = f"{source}: {where}" if where else source
+        super().__init__(f"catalogue {place}: {problem}")
 
 
 @dataclass(frozen=True, kw_only=True)
-class OptionSpec:
-    name: str
-    values: tuple[str, ...] = ()  # empty for booleans
-    kind: str = "enum"  # "enum" | "boolean"
-    default: str | bool | None = None
+class VideoShape:
+    """What the provider is asked to render: frame size in pixels and clip length."""
 
-    def validate(self, value: Any) -> str | bool:
-        if self.kind == "boolean":
-            if not isinstance(value, bool):
-                raise InvalidRequest(f"{self.name}: must be true or false")
-            return value
-        # API Mall sends enum options as strings; accept integers that spell an allowed value.
-        text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-        if text not in self.values:
-            allowed = ", ".join(f'"{v}"' for v in self.values)
-            raise InvalidRequest(f"{self.name}: must be one of {allowed} (got {value!r})")
-        return str(text)
+    width: int
+    height: int
+    seconds: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -42,20 +77,25 @@ class PriceRule:
     by_option: dict[str, dict[str, int]] = field(default_factory=dict)
     per_second: int = 0
 
-    def credits(self, options: dict[str, str | bool], *, seconds: int) -> int:
+    def credits(self, options: Mapping[str, OptionValue], *, seconds: int) -> int:
         total = self.base + self.per_second * seconds
         for option, table in self.by_option.items():
             value = options.get(option)
             if value is not None:
-                total += table.get(str(value), 0)
+                total += table.get(price_key(value), 0)
         return total
 
 
 @dataclass(frozen=True, kw_only=True)
 class ChannelSpec:
+    """One way to run a model: a provider adapter, on a worker queue, with its retry policy
+    (None: the worker's default)."""
+
     provider: str
     upstream_model: str | None = None
     only_without_upstream: bool = False
+    queue: str = DEFAULT_QUEUE
+    retry: RetryPolicy | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -67,16 +107,25 @@ class ModelSpec:
     price: PriceRule
     channels: tuple[ChannelSpec, ...]
     time_limit_seconds: int
+    # The shape of a clip when the model has no option for it.
+    default_aspect_ratio: str = DEFAULT_ASPECT_RATIO
+    default_resolution: str = DEFAULT_RESOLUTION
+    default_seconds: int = DEFAULT_CLIP_SECONDS
 
-    def normalize_options(self, given: dict[str, Any]) -> dict[str, str | bool]:
+    @property
+    def queue(self) -> str:
+        """The worker queue that runs this model (the loader made its channels agree)."""
+        return self.channels[0].queue if self.channels else DEFAULT_QUEUE
+
+    def normalize_options(self, given: Mapping[str, Any]) -> dict[str, OptionValue]:
         """Validated options with defaults filled in; unknown options are an error."""
-        unknown = sorted(set(given) - set(self.options))
+        unknown = sorted(name for name in given if name not in self.options)
         if unknown:
             allowed = ", ".join(sorted(self.options)) or "none"
             raise InvalidRequest(
                 f"{unknown[0]}: not an option of model {self.id} (allowed: {allowed})"
             )
-        result: dict[str, str | bool] = {}
+        result: dict[str, OptionValue] = {}
         for name, spec in self.options.items():
             if given.get(name) is not None:
                 result[name] = spec.validate(given[name])
@@ -84,46 +133,50 @@ class ModelSpec:
                 result[name] = spec.default
         return result
 
-    def clip_seconds(self, options: dict[str, str | bool]) -> int:
-        for name in ("duration", "n_frames"):  # Sora's n_frames is the clip length in seconds
-            value = options.get(name)
-            if isinstance(value, str):
-                return int(value)
-        return DEFAULT_CLIP_SECONDS
+    def clip_seconds(self, options: Mapping[str, object]) -> int:
+        for name in SECONDS_OPTIONS:
+            seconds = as_integer(options.get(name))
+            if seconds is not None:
+                return seconds
+        return self.default_seconds
 
-    def credits(self, options: dict[str, str | bool]) -> int:
+    def shape(self, options: Mapping[str, object]) -> VideoShape:
+        """The clip the provider renders for these (normalized) options."""
+        aspect = options.get("aspect_ratio")
+        resolution = options.get("resolution")
+        width, height = frame_size(
+            aspect_ratio=aspect if isinstance(aspect, str) else self.default_aspect_ratio,
+            resolution=resolution if isinstance(resolution, str) else self.default_resolution,
+        )
+        return VideoShape(width=width, height=height, seconds=self.clip_seconds(options))
+
+    def credits(self, options: Mapping[str, OptionValue]) -> int:
         return self.price.credits(options, seconds=self.clip_seconds(options))
 
     def public_view(self) -> dict[str, Any]:
-        default_options = self.normalize_options({})
         return {
             "id": self.id,
             "description": self.description,
             "types": list(self.types),
-            "options": {
-                name: (
-                    {"type": "boolean", "default": spec.default}
-                    if spec.kind == "boolean"
-                    else {"type": "string", "values": list(spec.values), "default": spec.default}
-                )
-                for name, spec in self.options.items()
-            },
+            "options": {name: spec.public_view() for name, spec in self.options.items()},
             "price": {
                 "base": self.price.base,
                 "by_option": self.price.by_option,
                 "per_second": self.price.per_second,
-                "default_credits": self.credits(default_options),
+                "default_credits": self.credits(self.normalize_options({})),
             },
             "time_limit_seconds": self.time_limit_seconds,
+            "queue": self.queue,
         }
 
 
 def frame_size(*, aspect_ratio: str, resolution: str) -> tuple[int, int]:
     short = RESOLUTION_SHORT_SIDE[resolution]
     long = (short * 16 // 9 + 1) // 2 * 2  # keep it even for H.264
-    if aspect_ratio == "portrait":
+    orientation = ASPECT_RATIOS.get(aspect_ratio, "landscape")
+    if orientation == "portrait":
         return short, long
-    if aspect_ratio == "square":
+    if orientation == "square":
         return short, short
     return long, short
 
@@ -139,49 +192,19 @@ class Catalogue:
             raise InvalidRequest(f"model: unknown model {model_id!r} (available: {allowed})")
         return model
 
-    @classmethod
-    def load(cls, path: Path | None = None) -> Catalogue:
-        source = path or BUILTIN_CATALOGUE
-        try:
-            raw = tomllib.loads(source.read_text())
-            return cls.from_dict(raw)
-        except (OSError, tomllib.TOMLDecodeError, KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"invalid model catalogue {source}: {exc}") from exc
+    @property
+    def queues(self) -> tuple[str, ...]:
+        return tuple(sorted({model.queue for model in self.models.values()}))
 
     @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> Catalogue:
-        models = {}
-        for model_id, entry in raw["models"].items():
-            options = {}
-            for name, option in entry.get("options", {}).items():
-                kind = option.get("type", "enum")
-                if kind not in ("enum", "boolean"):
-                    raise ValueError(f"{model_id}.{name}: unknown option type {kind!r}")
-                values = tuple(str(v) for v in option.get("values", ()))
-                if kind == "enum" and not values:
-                    raise ValueError(f"{model_id}.{name}: an enum option needs values")
-                default = option.get("default")
-                if kind == "enum" and default is not None and default not in values:
-                    raise ValueError(f"{model_id}.{name}: default {default!r} is not allowed")
-                options[name] = OptionSpec(name=name, values=values, kind=kind, default=default)
-            price = entry.get("price", {})
-            channels = tuple(ChannelSpec(**channel) for channel in entry.get("channels", ()))
-            if not channels:
-                raise ValueError(f"{model_id}: at least one channel is required")
-            models[model_id] = ModelSpec(
-                id=model_id,
-                description=entry.get("description", ""),
-                types=tuple(entry.get("types", ["text-to-video"])),
-                options=options,
-                price=PriceRule(
-                    base=int(price.get("base", 0)),
-                    by_option={
-                        k: {str(v): int(c) for v, c in t.items()}
-                        for k, t in price.get("by_option", {}).items()
-                    },
-                    per_second=int(price.get("per_second", 0)),
-                ),
-                channels=channels,
-                time_limit_seconds=int(entry.get("time_limit_seconds", 900)),
-            )
-        return cls(models)
+    def load(cls, path: Path | None = None) -> Catalogue:
+        """The catalogue in `path` (default: the built-in one); CatalogueError if unusable."""
+        from vidgate.providers.catalogue_file import read_catalogue  # it imports this module
+
+        return cls(read_catalogue(path or BUILTIN_CATALOGUE))
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any], *, source: str = "<dict>") -> Catalogue:
+        from vidgate.providers.catalogue_file import parse_models
+
+        return cls(parse_models(raw, source=source))

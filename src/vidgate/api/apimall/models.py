@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from vidgate.api.deps import GatewayDep
 from vidgate.api.envelope import Envelope
@@ -19,9 +19,22 @@ class ModelInfo(BaseModel):
     id: str
     description: str
     types: list[str]
-    options: dict[str, dict[str, Any]]
+    options: dict[str, dict[str, Any]] = Field(
+        description=(
+            "Per option: `type` (string, integer or boolean) and `default`; an enum is a string "
+            "with `values`, a free string has `max_length`, an integer `min` and `max` "
+            "(null: unbounded)"
+        ),
+        examples=[
+            {
+                "n_frames": {"type": "string", "values": ["10", "15"], "default": "10"},
+                "seed": {"type": "integer", "min": 0, "max": 4294967295, "default": None},
+            }
+        ],
+    )
     price: dict[str, Any]
     time_limit_seconds: int
+    queue: str = Field(description="The worker queue that runs this model's tasks")
     providers: list[str]
 
 

@@ -4,41 +4,41 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, model_validator
 
 TaskType = Literal["text-to-video", "image-to-video", "video-to-video"]
-# Request fields that are model options, validated against the model's catalogue entry.
-OPTION_FIELDS = (
-    "aspect_ratio",
-    "n_frames",
-    "remove_watermark",
-    "duration",
-    "resolution",
-    "origin_task_id",
-    "character_user_name",
-    "character_prompt",
-    "safety_instruction",
-    "upload_method",
-)
 MAX_PROMPT_CHARS = 5000
 MAX_IMAGES = 8
+MAX_URL_CHARS = 2048
 
 
 def _check_http_url(url: str) -> str:
     if not url.lower().startswith(("http://", "https://")):
         raise ValueError("must be an http(s) URL")
-    if len(url) > 2048:
-        raise ValueError("URL is too long (2048 characters at most)")
+    if len(url) > MAX_URL_CHARS:
+        raise ValueError(f"URL is too long ({MAX_URL_CHARS} characters at most)")
     return url
 
 
-HttpUrl = Annotated[str, AfterValidator(_check_http_url)]
+# The schema states the check, so clients (and fuzzers) built from the document send valid URLs.
+HttpUrl = Annotated[
+    str,
+    AfterValidator(_check_http_url),
+    WithJsonSchema(
+        {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "maxLength": MAX_URL_CHARS}
+    ),
+]
 
 
 class GenerateRequest(BaseModel):
-    """POST /api/v1/videos/generate: flat, or `{"model", "callBackUrl", "input": {...}}`."""
+    """POST /api/v1/videos/generate: flat, or `{"model", "callBackUrl", "input": {...}}`.
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    The fields below are the request's own; every other field is a model option, checked
+    against the model's catalogue entry (`given_options`), so a model added in a catalogue file
+    takes its options without a code change.
+    """
+
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
 
     model: str = Field(min_length=1, max_length=64, examples=["sora2"])
     type: TaskType = "text-to-video"
@@ -51,28 +51,19 @@ class GenerateRequest(BaseModel):
     end_image_url: HttpUrl | None = None
     callback_url: HttpUrl | None = Field(default=None, alias="callBackUrl")
 
-    aspect_ratio: str | None = Field(default=None, examples=["landscape"])
-    n_frames: str | int | None = Field(default=None, examples=["10"])
-    remove_watermark: bool | None = None
-    duration: str | int | None = None
-    resolution: str | None = None
-    origin_task_id: str | None = None
-    character_user_name: str | None = None
-    character_prompt: str | None = None
-    safety_instruction: str | None = None
-    upload_method: str | None = None
-
     @model_validator(mode="before")
     @classmethod
     def _flatten_input(cls, data: Any) -> Any:
-        if isinstance(data, dict) and isinstance(data.get("input"), dict):
-            merged = {k: v for k, v in data.items() if k != "input"}
-            for key, value in data["input"].items():
-                if key in merged and merged[key] != value:
-                    raise ValueError(f"{key} is given both at the top level and in input")
-                merged[key] = value
-            return merged
-        return data
+        if not isinstance(data, dict) or "input" not in data:
+            return data
+        if not isinstance(data["input"], dict):
+            raise ValueError("input must be an object of request fields")
+        merged = {k: v for k, v in data.items() if k != "input"}
+        for key, value in data["input"].items():
+            if key in merged and merged[key] != value:
+                raise ValueError(f"{key} is given both at the top level and in input")
+            merged[key] = value
+        return merged
 
     def all_image_urls(self) -> list[str]:
         urls = list(self.image_urls or [])
@@ -80,8 +71,10 @@ class GenerateRequest(BaseModel):
         return urls
 
     def given_options(self) -> dict[str, Any]:
+        """The model options of the request (every field that is not the request's own), as
+        the client sent them; null means not given."""
         return {
-            name: getattr(self, name) for name in OPTION_FIELDS if getattr(self, name) is not None
+            name: value for name, value in (self.model_extra or {}).items() if value is not None
         }
 
 
