@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import Caller
+from support import Caller, GatewayProcess, wait_for_task
 from vidgate.app import create_app
 from vidgate.gateway import Gateway
 from vidgate.settings import Settings
@@ -23,7 +23,9 @@ def assert_success(response: httpx.Response) -> dict:
     assert set(body) == {"success", "data", "request_id"}
     assert body["success"] is True
     assert REQUEST_ID.match(body["request_id"])
-    assert response.headers["x-request-id"] == body["request_id"]
+    assert REQUEST_ID.match(response.headers["x-request-id"])
+    if "idempotent-replayed" not in response.headers:  # a replay is the first answer's body
+        assert response.headers["x-request-id"] == body["request_id"]
     return body["data"]
 
 
@@ -250,7 +252,127 @@ async def test_oversized_streamed_body(gateway: Gateway, caller: Caller) -> None
 
 async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
     assert "/api/v1/nope" in assert_error(await client.get("/api/v1/nope"), 404, "not_found")
-    assert_error(await client.put("/healthz"), 405, "method_not_allowed")
+    message = assert_error(await client.put("/healthz"), 405, "method_not_allowed")
+    assert message == "Method PUT is not allowed on /healthz"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("PUT", "/healthz", "GET, HEAD"),
+        ("POST", "/api/v1/account/balances", "GET, HEAD"),
+        # GET and POST are two routes on this path; the Allow header names both.
+        ("DELETE", "/api/v1/keys", "GET, HEAD, POST"),
+        ("PATCH", "/api/v1/keys", "GET, HEAD, POST"),
+        ("GET", "/api/v1/keys/7", "DELETE"),
+        # /videos/{task_id} matches this path too, but the literal route is the resource.
+        ("PUT", "/api/v1/videos/generate", "POST"),
+        ("PUT", "/api/v1/videos/vid_x", "GET, HEAD"),
+        ("POST", "/api/v1/videos/history", "GET, HEAD"),
+        ("OPTIONS", "/api/v1/models", "GET, HEAD"),
+    ],
+)
+async def test_wrong_method_is_405_with_allow(
+    client: httpx.AsyncClient, caller: Caller, method: str, path: str, allow: str
+) -> None:
+    response = await client.request(method, path, headers=caller.headers)
+    message = assert_error(response, 405, "method_not_allowed")
+    assert message == f"Method {method} is not allowed on {path}"
+    assert response.headers["allow"] == allow
+
+
+async def test_head_answers_like_get_without_a_body(
+    client: httpx.AsyncClient, caller: Caller
+) -> None:
+    for path, status in [
+        ("/healthz", 200),
+        ("/readyz", 200),
+        ("/api/v1/models", 200),
+        ("/api/v1/account/balances", 200),
+        ("/api/v1/videos/history?limit=5", 200),
+        ("/api/v1/videos/vid_unknown", 404),
+        ("/openapi.json", 200),
+    ]:
+        get = await client.get(path, headers=caller.headers)
+        head = await client.head(path, headers=caller.headers)
+        assert (head.status_code, get.status_code) == (status, status), path
+        assert head.content == b"", path
+        assert head.headers["content-length"] == str(len(get.content)), path
+        assert head.headers["content-type"] == get.headers["content-type"], path
+        assert REQUEST_ID.match(head.headers["x-request-id"]), path
+    unauthorized = await client.head("/api/v1/account/balances")
+    assert (unauthorized.status_code, unauthorized.content) == (401, b"")
+    unknown = await client.head("/api/v1/nope")
+    assert (unknown.status_code, unknown.content) == (404, b"")
+
+
+async def test_head_on_a_route_without_get_is_405(
+    client: httpx.AsyncClient, caller: Caller
+) -> None:
+    response = await client.head("/api/v1/keys/7", headers=caller.headers)
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE"
+    assert response.content == b""
+
+
+@pytest.mark.e2e
+def test_head_over_http_polls_a_task_and_sizes_its_file(
+    live_gateway: GatewayProcess,
+) -> None:
+    """Through uvicorn on one keep-alive connection, as a client checking before downloading."""
+    with httpx.Client(base_url=live_gateway.base_url, headers=live_gateway.headers) as http:
+        created = http.post(
+            "/api/v1/videos/generate",
+            json={"model": "sample", "prompt": "a kite", "duration": "1", "resolution": "240p"},
+        )
+        task_id = assert_success(created)["task_id"]
+        poll = http.head(f"/api/v1/videos/{task_id}")
+        assert (poll.status_code, poll.content) == (200, b"")
+        task = wait_for_task(live_gateway, task_id)
+        assert task["status"] == "completed", task
+        video = http.get(task["video_url"])
+        head = http.head(task["video_url"])
+        assert head.status_code == 200
+        assert head.content == b""
+        assert head.headers["content-type"] == "video/mp4"
+        assert head.headers["content-length"] == str(len(video.content))
+        assert head.headers["accept-ranges"] == "bytes"
+        ranged = http.head(task["video_url"], headers={"Range": "bytes=0-99"})
+        assert (ranged.status_code, ranged.headers["content-length"]) == (206, "100")
+        # The connection is still in step: the next request gets its own answer.
+        assert assert_success(http.get("/healthz")) == {"status": "ok"}
+
+
+MISSING_BODIES = [
+    pytest.param({}, "", id="no-body"),
+    pytest.param({"content": b"", "headers": {"Content-Type": "application/json"}}, "", id="empty"),
+    pytest.param({"content": b"null"}, "not null; ", id="null"),
+    pytest.param({"content": b"[]"}, "not an array; ", id="array"),
+    pytest.param({"content": b'"title"'}, "not a string; ", id="string"),
+    pytest.param({"content": b"42"}, "not a number; ", id="number"),
+]
+
+
+@pytest.mark.parametrize(("request_args", "prefix"), MISSING_BODIES)
+@pytest.mark.parametrize(
+    ("path", "field"), [("/api/v1/keys", "title"), ("/api/v1/videos/generate", "model")]
+)
+async def test_missing_or_non_object_body_names_the_required_field(
+    client: httpx.AsyncClient,
+    caller: Caller,
+    path: str,
+    field: str,
+    request_args: dict,
+    prefix: str,
+) -> None:
+    headers = {**caller.headers, **request_args.get("headers", {})}
+    if "content" in request_args:
+        headers.setdefault("Content-Type", "application/json")
+    response = await client.post(path, content=request_args.get("content"), headers=headers)
+    message = assert_error(response, 400, "invalid_request")
+    if prefix:
+        assert message.startswith(f"the request body must be a JSON object, {prefix}"), message
+    assert f"{field}: field required" in message
 
 
 async def test_allowed_hosts(gateway: Gateway) -> None:
@@ -305,3 +427,12 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
     schema = paths["/api/v1/keys"]["post"]["responses"]["401"]["content"]["application/json"]
     assert schema["schema"]["$ref"].endswith("/ErrorEnvelope")
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+async def test_a_forged_file_link_is_403_whatever_its_characters(client: httpx.AsyncClient) -> None:
+    """Found by schemathesis: a non-ASCII signature must be refused like any wrong one."""
+    for signature in ("0" * 32, "é" * 32):
+        response = await client.get(
+            "/files/vid_x.mp4", params={"expires": 4_000_000_000, "signature": signature}
+        )
+        assert "invalid or has expired" in assert_error(response, 403, "forbidden")

@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
+from functools import lru_cache
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import TypeAdapter
+from pydantic.errors import PydanticUserError
 from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidgate import errors
 from vidgate.api.envelope import ErrorEnvelope, error_payload
-from vidgate.api.request_context import request_id_of
+from vidgate.api.request_context import request_id_of, request_method
 
 logger = logging.getLogger("vidgate.api")
 
@@ -47,10 +52,63 @@ def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
     return path
 
 
-def describe_validation_errors(details: list[dict[str, Any]] | Any) -> str:
-    """One readable sentence per problem, each naming its field."""
+_JSON_TYPES = {type(None): "null", list: "an array", str: "a string", bool: "a boolean"}
+
+
+def _required_fields(schema: dict[str, Any], defs: dict[str, Any]) -> list[str] | None:
+    """The fields an object schema requires; for a union, those every variant requires."""
+    if "$ref" in schema:
+        schema = defs.get(schema["$ref"].rsplit("/", 1)[-1], {})
+    variants = schema.get("anyOf") or schema.get("oneOf")
+    if variants:
+        found = [fields for v in variants if (fields := _required_fields(v, defs)) is not None]
+        if not found:
+            return None
+        return [name for name in found[0] if all(name in other for other in found[1:])]
+    if schema.get("type") == "object" or "properties" in schema:
+        return list(schema.get("required", []))
+    return None
+
+
+@lru_cache(maxsize=64)
+def _required_body_fields(annotation: Any) -> tuple[str, ...]:
+    schema = TypeAdapter(annotation).json_schema()
+    return tuple(_required_fields(schema, schema.get("$defs", {})) or ())
+
+
+def _body_required_fields(request: Request | None) -> tuple[str, ...]:
+    """The top-level fields the matched route's body model requires (by their wire names)."""
+    route = request.scope.get("route") if request is not None else None
+    body_field = getattr(route, "body_field", None)
+    if body_field is None:
+        return ()
+    try:
+        return _required_body_fields(body_field.field_info.annotation)
+    except (TypeError, PydanticUserError):  # unhashable or without a JSON schema: no names
+        return ()
+
+
+def _describe_whole_body(detail: dict[str, Any], required: tuple[str, ...]) -> list[str]:
+    """A missing body, or one that is not an object: name the fields a user must send."""
     messages = []
+    if detail.get("type") != "missing":
+        value = detail.get("input")
+        shown = _JSON_TYPES.get(type(value), "a number")
+        messages.append(f"the request body must be a JSON object, not {shown}")
+    messages += [f"{name}: field required" for name in required]
+    return messages or ["a JSON object body is required"]
+
+
+def describe_validation_errors(
+    details: list[dict[str, Any]] | Any, request: Request | None = None
+) -> str:
+    """One readable sentence per problem, each naming its field."""
+    messages: list[str] = []
     for detail in list(details)[:5]:
+        location = tuple(detail.get("loc", ()))
+        if location == ("body",) and not isinstance(detail.get("input"), dict):
+            messages += _describe_whole_body(detail, _body_required_fields(request))
+            continue
         if detail.get("type") == "json_invalid":
             ctx = detail.get("ctx") or {}
             messages.append(f"malformed JSON body: {ctx.get('error', 'could not parse')}")
@@ -70,7 +128,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        message = describe_validation_errors(exc.errors())
+        message = describe_validation_errors(exc.errors(), request)
         return error_response(errors.InvalidRequest(message), request_id_of(request))
 
     @app.exception_handler(sqlalchemy_exc.OperationalError)
@@ -88,13 +146,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         error_class = _BY_STATUS.get(exc.status_code, errors.InternalError)
         message = None
+        headers = dict(exc.headers or {})
         if exc.status_code == 404:
-            message = f"No route for {request.method} {request.url.path}"
+            message = f"No route for {request_method(request)} {request.url.path}"
         elif exc.status_code == 405:
-            message = f"Method {request.method} is not allowed on {request.url.path}"
+            message = f"Method {request_method(request)} is not allowed on {request.url.path}"
+            headers["Allow"] = ", ".join(allowed_methods(request))
         elif isinstance(exc.detail, str) and error_class is not errors.InternalError:
             message = exc.detail
-        error = error_class(message, headers=dict(exc.headers or {}))
+        error = error_class(message, headers=headers)
         return error_response(error, request_id_of(request))
 
 
@@ -131,3 +191,33 @@ def drop_framework_validation_responses(document: dict[str, Any]) -> dict[str, A
     for name in ("HTTPValidationError", "ValidationError"):
         schemas.pop(name, None)
     return document
+
+
+_METHOD_ORDER = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def _route_list(app: Any) -> Iterable[Any]:
+    # FastAPI >= 0.160 keeps included routers whole; iter_route_contexts flattens them.
+    iterate = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes: Iterable[Any] = app.router.routes if iterate is None else iterate(app.router.routes)
+    return routes
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """The methods of the resource at this path. The router's own 405 names only the first
+    route that matched, wrong where GET and POST are separate routes; where a literal path and
+    a template both match (/videos/generate, /videos/{task_id}), the literal one is the
+    resource."""
+    path = request.scope["path"].removeprefix(request.scope.get("root_path", "")) or "/"
+    by_specificity: dict[int, set[str]] = {}
+    for route in _route_list(request.app):
+        regex, methods = getattr(route, "path_regex", None), getattr(route, "methods", None)
+        if regex is not None and methods and regex.match(path):
+            by_specificity.setdefault(regex.groups, set()).update(methods)
+    if not by_specificity:
+        return []
+    methods = by_specificity[min(by_specificity)]
+    if "GET" in methods:
+        methods.add("HEAD")  # RequestContextMiddleware answers HEAD for every GET route
+    # The usual order of the methods; any other after them.
+    return sorted(methods, key=lambda m: (*_METHOD_ORDER, m).index(m))

@@ -1,4 +1,4 @@
-"""The outermost ASGI middleware: request ids, allowed hosts, body limits, last-resort 500s.
+"""The outermost ASGI middleware: request ids, allowed hosts, body limits, HEAD, last-resort 500s.
 
 Pure ASGI rather than BaseHTTPMiddleware: it sits on the hot polling path, and it must be able
 to answer before the body is read (413, 415, 403).
@@ -22,6 +22,9 @@ from vidgate.logs import current_request_id
 REQUEST_ID_HEADER = "X-Request-Id"
 _REQUEST_ID_HEADER_BYTES = REQUEST_ID_HEADER.lower().encode()
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+# Scope key holding the method the client sent when the app sees another (HEAD, seen as GET).
+ORIGINAL_METHOD = "vidgate.original_method"
+_PATHSEND = "http.response.pathsend"
 
 logger = logging.getLogger("vidgate.api")
 
@@ -33,6 +36,12 @@ def new_request_id() -> str:
 def request_id_of(request: Request) -> str:
     request_id = getattr(request.state, "request_id", None)
     return request_id if isinstance(request_id, str) else new_request_id()
+
+
+def request_method(request: Request) -> str:
+    """The method as the client sent it (HEAD where routing saw GET)."""
+    method = request.scope.get(ORIGINAL_METHOD)
+    return method if isinstance(method, str) else request.method
 
 
 def too_large_message(limit: int) -> str:
@@ -64,6 +73,17 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        head = scope["method"] == "HEAD"
+        if head:
+            # Every GET route answers HEAD as the GET it mirrors, minus the body: one comparison
+            # here rather than a second route per endpoint, and the OpenAPI document keeps one
+            # operation per route. Advertising pathsend lets a FileResponse skip reading the file.
+            scope = {
+                **scope,
+                "method": "GET",
+                ORIGINAL_METHOD: "HEAD",
+                "extensions": {**scope.get("extensions", {}), _PATHSEND: {}},
+            }
         request_id = new_request_id()
         scope.setdefault("state", {})["request_id"] = request_id
         current_request_id.set(request_id)
@@ -77,6 +97,11 @@ class RequestContextMiddleware:
                 headers = list(message.get("headers", []))
                 headers.append((_REQUEST_ID_HEADER_BYTES, header_value))
                 message["headers"] = headers
+            elif head:
+                # Swallow the body; the last message (or a pathsend) ends the response.
+                if message["type"] == _PATHSEND or not message.get("more_body", False):
+                    await send({"type": "http.response.body", "body": b""})
+                return
             await send(message)
 
         rejection = self._check_request(scope)
