@@ -9,9 +9,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 
-from support import GatewayProcess, decode_mp4, free_port
+from support import GatewayProcess, decode_mp4, free_port, static_http_server
 
 pytestmark = pytest.mark.e2e
 
@@ -169,3 +170,69 @@ def test_malformed_options_are_refused_before_sending(
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def error_line(result: subprocess.CompletedProcess[str]) -> str:
+    """A failed command's one line on stderr (and no traceback)."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_unwritable_output_is_refused_before_a_task_is_paid_for(
+    live_gateway: GatewayProcess, workdir: Path
+) -> None:
+    (workdir / "a-file").write_text("")
+    (workdir / "a-folder").mkdir()
+    for output, message in [
+        ("a-file/out.mp4", f"--output: cannot write a-file/out.mp4: {workdir / 'a-file'} is not"),
+        ("a-folder", "--output: a-folder is a directory; name the file to write"),
+    ]:
+        done = vidgate("generate", "x", *FAST, "--wait", "-o", output, cwd=workdir,
+                       server=live_gateway)  # fmt: skip
+        assert done.returncode == 2
+        assert message in error_line(done)
+    history = httpx.get(f"{live_gateway.base_url}/api/v1/videos/history",
+                        headers=live_gateway.headers, timeout=10)  # fmt: skip
+    assert history.json()["data"]["items"] == []  # nothing created, nothing charged
+
+
+def test_download_that_cannot_be_written_names_the_task(
+    live_gateway: GatewayProcess, workdir: Path
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDGATE_")}
+    env |= {
+        "VIDGATE_BASE_URL": live_gateway.base_url,
+        "VIDGATE_API_KEY": live_gateway.api_key or "",
+    }
+    command = [sys.executable, "-m", "vidgate", "generate", "slow [slow:2]", *FAST, "--wait",
+               "-o", "later/out.mp4"]  # fmt: skip
+    with subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as running:
+        assert running.stderr is not None
+        first = running.stderr.readline()
+        assert first.startswith("created task vid_"), first
+        # The task is paid for and rendering; now the folder it is to be saved in cannot be made.
+        (workdir / "later").write_text("")
+        _out, rest = running.communicate(timeout=60)
+    assert running.returncode == 1
+    task_id = first.split()[2]
+    last = rest.strip().splitlines()[-1]
+    assert last.startswith(f"error: task {task_id} completed, but later/out.mp4 could not be"), rest
+    assert "Traceback" not in rest
+
+
+def test_a_server_that_is_not_a_gateway_and_a_bad_url(workdir: Path) -> None:
+    with static_http_server({}) as url:  # answers 404 with an HTML page to everything
+        other = vidgate("status", "vid_x", "--base-url", url, "--api-key", "sk-x", cwd=workdir)
+    assert other.returncode == 1
+    assert error_line(other) == (
+        f"error: {url} answered HTTP 404 without an API error: is it a vidgate gateway? "
+        "(set it with --base-url or VIDGATE_BASE_URL)"
+    )
+    bad = vidgate("status", "vid_x", "--base-url", "localhost:8000", "--api-key", "sk-x",
+                  cwd=workdir)  # fmt: skip
+    assert bad.returncode == 2
+    assert "gateway URL 'localhost:8000' is not an http(s) URL" in error_line(bad)

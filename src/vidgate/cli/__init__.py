@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from vidgate.cli import admin, client
@@ -18,4 +21,16 @@ client.register(app)
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except Exception as exc:  # a bug, since each command reports what it expects in one line
+        if os.environ.get("VIDGATE_LOG_LEVEL", "").upper() == "DEBUG":
+            raise
+        lines = str(exc).strip().splitlines()
+        detail = f": {lines[0]}" if lines else ""
+        print(
+            f"error: unexpected {type(exc).__name__}{detail} "
+            "(VIDGATE_LOG_LEVEL=DEBUG shows the traceback)",
+            file=sys.stderr,
+        )
+        sys.exit(1)

@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import logging
+import socket
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
+from alembic.util import CommandError
+from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
 
 from vidgate.billing import service as billing
 from vidgate.db import migrate as migrations
@@ -20,6 +28,9 @@ from vidgate.db.types import iso_ms
 from vidgate.errors import VidgateError
 from vidgate.keys import service as keys
 from vidgate.settings import Settings
+
+if TYPE_CHECKING:
+    from vidgate.providers.catalogue import Catalogue
 
 T = TypeVar("T")
 err = Console(stderr=True)
@@ -41,22 +52,53 @@ MaxJobsOption = Annotated[
 ]
 
 
-def load_settings(data_dir: Path | None = None) -> Settings:
-    settings = Settings()
-    if data_dir is not None:
-        settings = settings.model_copy(update={"data_dir": data_dir})
-    settings.ensure_data_dir()
-    return settings
-
-
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
+def load_settings(data_dir: Path | None = None) -> Settings:
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"VIDGATE_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        raise fail(f"invalid setting: {problems}") from None
+    if data_dir is not None:
+        settings = settings.model_copy(update={"data_dir": data_dir})
+    try:
+        settings.ensure_data_dir()
+    except OSError as exc:
+        raise fail(f"cannot create the data dir {settings.data_dir}: {exc.strerror}") from None
+    return settings
+
+
+def _shown_url(settings: Settings) -> str:
+    try:
+        return make_url(settings.resolved_database_url).render_as_string(hide_password=True)
+    except sqlalchemy_exc.ArgumentError:
+        return "VIDGATE_DATABASE_URL"
+
+
+@contextmanager
+def database_errors(settings: Settings) -> Iterator[None]:
+    """A database that is down, refuses us or has an unknown schema: one line that names it
+    (password hidden) and says why, not a driver traceback."""
+    try:
+        yield
+    except sqlalchemy_exc.ArgumentError as exc:  # also an unknown driver (NoSuchModuleError)
+        raise fail(f"invalid database URL {_shown_url(settings)}: {exc}") from None
+    except sqlalchemy_exc.DBAPIError as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if str(exc.orig).strip() else repr(exc)
+        raise fail(f"cannot use the database {_shown_url(settings)}: {reason}") from None
+    except CommandError as exc:  # e.g. a revision this version does not know: a newer schema
+        raise fail(f"cannot migrate the database {_shown_url(settings)}: {exc}") from None
+
+
 def run_with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) -> T:
-    """Run one admin operation against the migrated database and close it."""
-    migrations.upgrade(settings.resolved_database_url)
+    """Run one admin operation against the database (migrated first if embedded) and close it."""
+    prepare_schema(settings)
 
     async def runner() -> T:
         db = open_database(settings.resolved_database_url)
@@ -66,7 +108,8 @@ def run_with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
             await db.dispose()
 
     try:
-        return asyncio.run(runner())
+        with database_errors(settings):
+            return asyncio.run(runner())
     except VidgateError as error:
         raise fail(error.message) from None
 
@@ -74,10 +117,35 @@ def run_with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
 def prepare_schema(settings: Settings) -> None:
     """Embedded SQLite migrates itself; a shared database is migrated on purpose, by an
     operator running `vidgate migrate`, so processes refuse to start on an old schema."""
-    if settings.is_sqlite:
-        migrations.upgrade(settings.resolved_database_url)
-    elif migrations.pending_revisions(settings.resolved_database_url):
-        raise fail("the database schema is not up to date: run `vidgate migrate` first")
+    with database_errors(settings):
+        if settings.is_sqlite:
+            migrations.upgrade(settings.resolved_database_url)
+        elif migrations.pending_revisions(settings.resolved_database_url):
+            raise fail("the database schema is not up to date: run `vidgate migrate` first")
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The server's socket, bound before anything starts: a port in use is one clear line, and
+    the first API key is never printed by a server that then cannot run."""
+    try:
+        family, kind, proto, _name, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        sock = socket.socket(family, kind, proto)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does
+        sock.bind(address)
+    except OSError as exc:
+        sock.close()
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def split_names(values: list[str] | None) -> list[str]:
+    """Repeated options and comma-separated lists alike: `--queues a,b --queues c`."""
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
 async def ensure_first_key(db: Database, *, credits: int) -> str | None:
@@ -140,6 +208,7 @@ def serve(
     )
     configure_logging(settings.log_level)
     prepare_schema(settings)
+    sock = listen(host, port)
     if settings.is_sqlite:  # embedded mode: make a first key
         first_key = run_with_db(
             settings, lambda db: ensure_first_key(db, credits=settings.initial_credits)
@@ -152,10 +221,34 @@ def serve(
                 "\nMore keys: `vidgate keys create --title NAME`.\n",
                 highlight=False,
             )
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level.lower())
+    config = uvicorn.Config(
+        create_app(settings), host=host, port=port, log_level=settings.log_level.lower()
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:  # the app failed to start; uvicorn has logged why
+        raise typer.Exit(3)
 
 
-def worker(data_dir: DataDirOption = None) -> None:
+def worker(
+    queues: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--queues",
+            metavar="NAME,...",
+            help="Claim only tasks of these queues (repeatable or comma-separated; default: all)",
+        ),
+    ] = None,
+    models: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--models",
+            metavar="MODEL,...",
+            help="Claim only tasks of these models (repeatable or comma-separated; default: all)",
+        ),
+    ] = None,
+    data_dir: DataDirOption = None,
+) -> None:
     """Run only the task worker (scale-out: API processes use `serve --no-worker`)."""
     import signal
 
@@ -164,18 +257,29 @@ def worker(data_dir: DataDirOption = None) -> None:
 
     settings = load_settings(data_dir)
     check_catalogue(settings)
-    settings = settings.model_copy(update={"worker_enabled": True})
+    update: dict[str, object] = {"worker_enabled": True}
+    if queues:  # else the settings' own (VIDGATE_WORKER_QUEUES), empty meaning every queue
+        update["worker_queues"] = split_names(queues)
+    if models:
+        update["worker_models"] = split_names(models)
+    settings = settings.model_copy(update=update)
     configure_logging(settings.log_level)
     prepare_schema(settings)
 
     async def run() -> None:
         gateway = Gateway.build(settings)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, stop.set)
-        await gateway.start()
         try:
+            check_pool(gateway.catalogue, settings)
+            logging.getLogger("vidgate.worker").info(
+                "worker claims tasks of queues: %s; models: %s",
+                ", ".join(settings.worker_queues) or "all",
+                ", ".join(settings.worker_models) or "all",
+            )
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(signum, stop.set)
+            await gateway.start()
             await stop.wait()
         finally:
             await gateway.close()
@@ -183,10 +287,22 @@ def worker(data_dir: DataDirOption = None) -> None:
     asyncio.run(run())
 
 
+def check_pool(catalogue: Catalogue, settings: Settings) -> None:
+    """A misspelt queue or model would leave the worker idle for ever: refuse it at once."""
+    for option, names, known in (
+        ("--queues", settings.worker_queues, catalogue.queues),
+        ("--models", settings.worker_models, tuple(sorted(catalogue.models))),
+    ):
+        unknown = [name for name in names if name not in known]
+        if unknown:
+            raise fail(f"{option}: unknown {', '.join(unknown)} (available: {', '.join(known)})")
+
+
 def migrate(data_dir: DataDirOption = None) -> None:
     """Apply database migrations up to the latest."""
     settings = load_settings(data_dir)
-    migrations.upgrade(settings.resolved_database_url)
+    with database_errors(settings):
+        migrations.upgrade(settings.resolved_database_url)
     out.print("database is up to date")
 
 

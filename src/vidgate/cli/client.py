@@ -7,10 +7,12 @@ the downloaded file's path, or the task's JSON).
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
+from urllib.parse import urlsplit
 
 import typer
 from rich.console import Console
@@ -70,6 +72,14 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 def _gateway(base_url: str | None, api_key: str | None) -> Iterator[VidgateClient]:
     """A client whose errors end the command with a clear message and no traceback."""
     client = VidgateClient(base_url=base_url, api_key=api_key)
+    where = f"(set it with --base-url or {BASE_URL_ENV})"
+    url = urlsplit(client.base_url)
+    if url.scheme not in ("http", "https") or not url.netloc:
+        raise _fail(
+            f"gateway URL {client.base_url!r} is not an http(s) URL, "
+            f"e.g. {DEFAULT_BASE_URL} {where}",
+            code=2,
+        )
     try:
         with client:
             yield client
@@ -77,13 +87,36 @@ def _gateway(base_url: str | None, api_key: str | None) -> Iterator[VidgateClien
         raise _fail(f"no API key: pass --api-key or set {API_KEY_ENV}", code=2) from None
     except APIConnectionError as exc:
         raise _fail(
-            f"{exc.message}\nIs the gateway running at {client.base_url}? "
-            f"(set it with --base-url or {BASE_URL_ENV})"
+            f"{exc.message}; is the gateway running at {client.base_url}? {where}"
         ) from None
     except APIStatusError as exc:
-        raise _fail(f"{exc.code or 'http_error'}: {exc.message} (HTTP {exc.status_code})") from None
+        if exc.code is None:  # no API error envelope: something else answers at that address
+            raise _fail(
+                f"{client.base_url} answered HTTP {exc.status_code} without an API error: "
+                f"is it a vidgate gateway? {where}"
+            ) from None
+        raise _fail(f"{exc.code}: {exc.message} (HTTP {exc.status_code})") from None
     except VidgateError as exc:
         raise _fail(exc.message) from None
+
+
+def _check_output(output: Path | None) -> None:
+    """Refuse an output path that cannot be written before a task is paid for, not after it
+    has rendered. The download makes missing folders, so the nearest existing one decides."""
+    if output is not None and output.is_dir():
+        raise _fail(f"--output: {output} is a directory; name the file to write", code=2)
+    folder = (output or Path("video.mp4")).absolute().parent  # default: TASK_ID.mp4 in .
+    while not folder.exists():
+        folder = folder.parent
+    problem = (
+        "is not a directory"
+        if not folder.is_dir()
+        else ("is not writable" if not os.access(folder, os.W_OK | os.X_OK) else None)
+    )
+    if problem and output is not None:
+        raise _fail(f"--output: cannot write {output}: {folder} {problem}", code=2)
+    if problem:
+        raise _fail(f"cannot save the video: {folder} {problem}; choose a file with --output", 2)
 
 
 def generate(
@@ -139,6 +172,8 @@ def generate(
     """
     if output is not None and not wait:
         raise _fail("--output needs --wait (nothing is downloaded without it)", code=2)
+    if wait:
+        _check_output(output)
     shortcuts: dict[str, OptionValue | None] = {
         "aspect_ratio": aspect_ratio,
         "n_frames": n_frames,
@@ -246,6 +281,17 @@ def _follow(client: VidgateClient, task_id: str, *, timeout: float | None) -> Ta
 
 
 def _download(client: VidgateClient, task: Task, target: Path) -> None:
+    try:
+        _download_with_progress(client, task, target)
+    except OSError as exc:  # e.g. the disk filled up, or a folder the check could not foresee
+        raise _fail(
+            f"task {task.task_id} completed, but {target} could not be written: "
+            f"{exc.strerror or exc}. Download it again with "
+            f"`vidgate status {task.task_id}` (video_url)"
+        ) from None
+
+
+def _download_with_progress(client: VidgateClient, task: Task, target: Path) -> None:
     if not err.is_terminal:
         client.videos.download(task, target)
         return
