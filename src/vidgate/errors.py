@@ -80,6 +80,12 @@ class UnsupportedMediaType(VidgateError):
     default_message = "Content-Type must be application/json"
 
 
+class RangeNotSatisfiable(VidgateError):
+    status_code = 416
+    code = "range_not_satisfiable"
+    default_message = "The requested range is outside the file"
+
+
 class RateLimited(VidgateError):
     status_code = 429
     code = "rate_limited"

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
 
     # Results
     result_url_ttl_s: int = 24 * 3600
+    storage_url: str | None = Field(
+        default=None,
+        description="Where result files live; default: the data dir's files/ folder "
+        "(s3://bucket/prefix: not supported yet)",
+    )
 
     # Fetching user-supplied URLs
     fetch_max_bytes: int = 20 * 1024 * 1024

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Literal
 
 import httpx
 import pytest
@@ -22,6 +24,7 @@ from vidgate.net.fetch import (
     FetchPolicy,
     Network,
     UnsafeURLError,
+    fetch_to_file,
     fetch_url,
     sniff_kind,
 )
@@ -39,6 +42,8 @@ def make_png() -> bytes:
 PNG = make_png()
 HTML = b"<!doctype html><html><head><title>not an image</title></head><body>hi</body></html>"
 MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\x00" * 64
+# Longer than fetch_to_file's write block, and no two blocks alike.
+BIG_MP4 = MP4_HEAD + bytes(i % 251 for i in range(2_500_000))
 
 
 @dataclass
@@ -85,6 +90,8 @@ def make_handler(server: Server) -> type[BaseHTTPRequestHandler]:
                 self.send(200, PNG, "image/png")
             elif path == "/video.mp4":
                 self.send(200, MP4_HEAD, "application/octet-stream")
+            elif path == "/big.mp4":
+                self.send(200, BIG_MP4, "video/mp4")
             elif path == "/fake.png":
                 self.send(200, HTML, "image/png")
             elif path == "/echo-host":
@@ -347,6 +354,73 @@ async def test_environment_proxies_are_ignored(
 async def test_connection_refused_is_a_fetch_error() -> None:
     with pytest.raises(FetchError, match=r"could not connect to 127\.0\.0\.1"):
         await fetch_url("http://127.0.0.1:9/x.png", policy=loopback_policy())
+
+
+# --- streaming to a file --------------------------------------------------------------------
+
+
+def files_in(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
+
+
+@pytest.mark.asyncio
+async def test_fetch_to_file_writes_the_exact_bytes(srv: Server, tmp_path: Path) -> None:
+    downloaded = await fetch_to_file(
+        srv.url("/big.mp4"), policy=loopback_policy(), directory=tmp_path / "d", expect="video"
+    )
+
+    assert downloaded.path.parent == tmp_path / "d"
+    assert (downloaded.kind, downloaded.size) == ("video/mp4", len(BIG_MP4))
+    assert files_in(tmp_path / "d") == [downloaded.path]
+    assert downloaded.path.read_bytes() == BIG_MP4
+
+
+@pytest.mark.asyncio
+async def test_fetch_to_file_over_the_cap_mid_stream_leaves_no_file(
+    srv: Server, tmp_path: Path
+) -> None:
+    # 3 MiB: several blocks are on disk when the cap is hit.
+    with pytest.raises(FetchError, match="larger than the limit of 3 MiB"):
+        await fetch_to_file(
+            srv.url("/huge-chunked"),
+            policy=loopback_policy(max_bytes=3 * 1024 * 1024),
+            directory=tmp_path,
+            expect="image",
+        )
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("path", "expect", "message"),
+    [
+        ("/fake.png", "image", "is not an image"),
+        ("/video.mp4", "image", "is not an image"),
+        ("/image.png", "video", "is not a video"),
+        ("/huge-declared", "image", "larger than the limit"),
+        ("/slow", "image", "timed out|did not answer in time"),
+        ("/missing", "image", "404"),
+    ],
+)
+async def test_fetch_to_file_failures_leave_no_file(
+    srv: Server, tmp_path: Path, path: str, expect: Literal["image", "video"], message: str
+) -> None:
+    policy = loopback_policy(max_bytes=1024 * 1024, timeout_s=0.5)
+    with pytest.raises(FetchError, match=message):
+        await fetch_to_file(srv.url(path), policy=policy, directory=tmp_path, expect=expect)
+    assert files_in(tmp_path) == []
+
+
+@pytest.mark.asyncio
+async def test_fetch_to_file_refuses_unsafe_urls_without_traffic(tmp_path: Path) -> None:
+    with pytest.raises(UnsafeURLError):
+        await fetch_to_file(
+            "http://169.254.169.254/latest/meta-data/",
+            policy=FetchPolicy(),
+            directory=tmp_path,
+            network=NO_NETWORK,
+        )
+    assert files_in(tmp_path) == []
 
 
 # --- refused up front, without any traffic ---------------------------------------------------

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
+from PIL import Image
 
 from vidgate.providers.base import GenerationRequest, JobLost, JobState, TechnicalError
 from vidgate.providers.sample import DEFAULT_FAILURE, SampleProvider, parse_injection
@@ -85,3 +89,29 @@ async def test_unknown_job_is_lost(tmp_path: Path) -> None:
     with pytest.raises(JobLost):
         await provider.poll("sample_vid_from_before_the_crash")
     assert provider.resubmit_lost_jobs is True
+
+
+async def test_image_input_is_the_background_even_once_the_caller_deleted_it(
+    tmp_path: Path,
+) -> None:
+    fetched = tmp_path / "fetched.png"
+    Image.new("RGB", (64, 48), (220, 20, 20)).save(fetched)
+    work_dir = tmp_path / "work"
+    provider = SampleProvider(work_dir=work_dir)
+    image_request = dataclasses.replace(
+        request("a red wall"), type="image-to-video", width=320, height=180, images=(fetched,)
+    )
+
+    submission = await provider.submit(image_request)
+    fetched.unlink()  # the worker cleans up its fetched inputs right after submit
+    assert await finish(provider, submission.upstream_id) == JobState.SUCCEEDED
+
+    status = await provider.poll(submission.upstream_id)
+    assert status.result_file is not None
+    with av.open(str(status.result_file)) as container:
+        frame = next(container.decode(video=0)).to_ndarray(format="rgb24")
+    # Between the banner and the prompt box the input image shows through.
+    r, g, b = np.asarray(frame)[54:81, 40:-40].reshape(-1, 3).mean(axis=0)
+    assert r > 180 > 60 > max(g, b)
+    # The provider's own copy of the input is gone with the job.
+    assert sorted(p.name for p in work_dir.iterdir()) == [status.result_file.name]

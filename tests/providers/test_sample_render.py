@@ -68,6 +68,15 @@ def mean_abs_diff(a: Frame, b: Frame) -> float:
     return float(np.abs(a.astype(np.int16) - b.astype(np.int16)).mean())
 
 
+def image_file(tmp_path: Path, data: bytes, name: str = "input.img") -> Path:
+    """An input image as the worker hands it over: a fetched file."""
+    inputs = tmp_path / "inputs"
+    inputs.mkdir(exist_ok=True)
+    path = inputs / name
+    path.write_bytes(data)
+    return path
+
+
 def png_bytes(color: tuple[int, int, int], size: tuple[int, int] = (64, 48)) -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", size, color).save(buf, "PNG")
@@ -120,7 +129,7 @@ def test_prompt_is_drawn_near_the_bottom(tmp_path: Path) -> None:
 
 
 def test_image_to_video_uses_the_image_as_background(tmp_path: Path) -> None:
-    video = render(tmp_path, image=png_bytes((220, 20, 20)))
+    video = render(tmp_path, image=image_file(tmp_path, png_bytes((220, 20, 20))))
 
     for frame in (video.frames[0], video.frames[-1]):
         # Away from the banner and prompt box the input image shows through.
@@ -140,7 +149,8 @@ def test_image_exif_orientation_is_applied(tmp_path: Path) -> None:
     buf = io.BytesIO()
     stored.save(buf, "JPEG", exif=exif, quality=95)
 
-    video = render(tmp_path, width=180, height=320, prompt="short", image=buf.getvalue())
+    image = image_file(tmp_path, buf.getvalue())
+    video = render(tmp_path, width=180, height=320, prompt="short", image=image)
 
     frame = video.frames[0]
     top = band(frame, 0.2, 0.35)[:, 30:-30].reshape(-1, 3).mean(axis=0)
@@ -153,17 +163,20 @@ def test_transparent_image_and_other_formats_are_accepted(tmp_path: Path) -> Non
     buf = io.BytesIO()
     Image.new("RGBA", (30, 30), (0, 255, 0, 0)).save(buf, "WEBP")
 
-    video = render(tmp_path, image=buf.getvalue(), seconds=0.5)
+    video = render(tmp_path, image=image_file(tmp_path, buf.getvalue()), seconds=0.5)
 
     assert len(video.frames) == 12
 
 
 def test_bad_image_bytes_are_rejected(tmp_path: Path) -> None:
-    spec = RenderSpec(prompt="x", width=320, height=180, seconds=1, image=b"<html>not an image")
+    image = image_file(tmp_path, b"<html>not an image")
+    out = tmp_path / "out"
+    out.mkdir()
+    spec = RenderSpec(prompt="x", width=320, height=180, seconds=1, image=image)
 
     with pytest.raises(ValueError, match="input image could not be decoded"):
-        render_sample_video(spec, tmp_path / "out.mp4")
-    assert list(tmp_path.iterdir()) == []
+        render_sample_video(spec, out / "out.mp4")
+    assert list(out.iterdir()) == []
 
 
 @pytest.mark.parametrize(

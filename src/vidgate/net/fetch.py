@@ -6,6 +6,10 @@ connection then goes to the checked IP itself, so a second DNS answer (DNS rebin
 redirect it; the original name is still sent as ``Host`` and used for TLS (SNI + certificate).
 Redirects are followed by hand so each target gets the same check. Error messages name only the
 host, never the query string, so they are safe to show to API users.
+
+``fetch_to_file`` streams the body to a temporary file (the size cap enforced while streaming,
+the kind judged on the first bytes, writes in a thread), so large inputs and results are never
+held in memory; ``fetch_url`` returns the bytes of small files.
 """
 
 from __future__ import annotations
@@ -13,20 +17,25 @@ from __future__ import annotations
 import asyncio
 import http
 import ipaddress
+import os
 import socket
-from collections.abc import Awaitable, Callable
+import tempfile
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from pathlib import Path
+from typing import BinaryIO, Literal, TypeVar
 
 import httpx
 
 __all__ = [
     "IMAGE_KINDS",
     "VIDEO_KINDS",
+    "DownloadedFile",
     "FetchError",
     "FetchPolicy",
     "FetchedFile",
     "UnsafeURLError",
+    "fetch_to_file",
     "fetch_url",
     "sniff_kind",
 ]
@@ -50,6 +59,7 @@ VIDEO_KINDS = frozenset({"video/mp4", "video/webm", "video/quicktime"})
 
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 SNIFF_BYTES = 64  # enough for every signature in sniff_kind
+WRITE_BLOCK = 1024 * 1024  # fetch_to_file batches network chunks into writes of this size
 USER_AGENT = "vidgate-fetch/1"
 
 # Ranges Python's is_global does not (or not in every 3.11 patch release) treat as special.
@@ -98,8 +108,19 @@ class FetchedFile:
 
 
 @dataclass(frozen=True)
+class DownloadedFile:
+    path: Path  # the caller's to move or delete
+    kind: str  # detected from the bytes, never from Content-Type
+    size: int
+    final_url: str
+
+
+@dataclass(frozen=True)
 class _Redirect:
     location: str
+
+
+_T = TypeVar("_T")
 
 
 async def fetch_url(
@@ -109,10 +130,49 @@ async def fetch_url(
     expect: Literal["image", "video", "any"] = "any",
     network: Network | None = None,
 ) -> FetchedFile:
-    """Download ``url`` under ``policy``; see the module docstring for the safety rules.
+    """Download ``url`` under ``policy`` into memory; see the module docstring for the rules.
 
     Raises ``UnsafeURLError`` for refused URLs/addresses and ``FetchError`` for everything else.
     """
+
+    async def read(body: _Body) -> FetchedFile:
+        data = bytearray()
+        async for chunk in body.chunks():
+            data += chunk
+        return FetchedFile(data=bytes(data), kind=body.kind, final_url=body.final_url)
+
+    return await _fetch(url, policy=policy, expect=expect, network=network, read=read)
+
+
+async def fetch_to_file(
+    url: str,
+    *,
+    policy: FetchPolicy,
+    directory: Path,
+    expect: Literal["image", "video", "any"] = "any",
+    network: Network | None = None,
+) -> DownloadedFile:
+    """Download ``url`` under ``policy`` into a new temporary file in ``directory``.
+
+    The file exists only once the download succeeded; on any failure (refused, too large, wrong
+    kind, timeout, cancellation) nothing is left behind. Raises like ``fetch_url``, plus
+    ``OSError`` when the file cannot be written.
+    """
+
+    async def read(body: _Body) -> DownloadedFile:
+        return await _write_temporary(body, directory)
+
+    return await _fetch(url, policy=policy, expect=expect, network=network, read=read)
+
+
+async def _fetch(
+    url: str,
+    *,
+    policy: FetchPolicy,
+    expect: str,
+    network: Network | None,
+    read: Callable[[_Body], Awaitable[_T]],
+) -> _T:
     network = network or SYSTEM_NETWORK
     if expect not in ("image", "video", "any"):
         raise ValueError(f"expect must be 'image', 'video' or 'any', got {expect!r}")
@@ -122,8 +182,8 @@ async def fetch_url(
         async with asyncio.timeout(policy.timeout_s):
             for hop in range(policy.max_redirects + 1):
                 addresses = await _checked_addresses(current, policy, network, context=context)
-                outcome = await _fetch_once(current, addresses, policy, expect, network)
-                if isinstance(outcome, FetchedFile):
+                outcome = await _fetch_once(current, addresses, policy, expect, network, read)
+                if not isinstance(outcome, _Redirect):
                     return outcome
                 if hop == policy.max_redirects:
                     break
@@ -362,7 +422,8 @@ async def _fetch_once(
     policy: FetchPolicy,
     expect: str,
     network: Network,
-) -> FetchedFile | _Redirect:
+    read: Callable[[_Body], Awaitable[_T]],
+) -> _T | _Redirect:
     for address in addresses:
         request = _build_request(url, address, expect)
         async with _new_client(policy, network) as client:
@@ -375,7 +436,8 @@ async def _fetch_once(
             except httpx.HTTPError:
                 raise FetchError(f"network error while fetching from {url.host}") from None
             try:
-                return await _read_response(response, url, policy, expect)
+                body = _open_body(response, url, policy, expect)
+                return body if isinstance(body, _Redirect) else await read(body)
             except httpx.TimeoutException:
                 raise FetchError(f"{url.host} did not answer in time") from None
             except httpx.HTTPError:
@@ -385,36 +447,85 @@ async def _fetch_once(
     raise FetchError(f"could not connect to {url.host}")
 
 
-async def _read_response(
+def _open_body(
     response: httpx.Response, url: httpx.URL, policy: FetchPolicy, expect: str
-) -> FetchedFile | _Redirect:
+) -> _Body | _Redirect:
     status = response.status_code
     if status in REDIRECT_STATUSES and "location" in response.headers:
         return _Redirect(response.headers["location"])
     if not 200 <= status < 300:
         raise FetchError(f"{url.host} answered with HTTP {_status_text(status)}")
-
-    too_large = (
-        f"the file at {url.host} is larger than the limit of {_human_size(policy.max_bytes)}"
-    )
+    body = _Body(response, url, policy, expect)
     declared = response.headers.get("content-length", "")
     if declared.strip().isdigit() and int(declared) > policy.max_bytes:
-        raise FetchError(too_large)
+        raise FetchError(body.too_large)
+    return body
 
-    data = bytearray()
-    kind_checked = False
-    async for chunk in response.aiter_bytes():
-        data += chunk
-        if len(data) > policy.max_bytes:
-            raise FetchError(too_large)
-        if not kind_checked and len(data) >= SNIFF_BYTES:
-            _check_kind(sniff_kind(bytes(data)), expect, url)  # fail before a big download
-            kind_checked = True
-    kind = sniff_kind(bytes(data[:SNIFF_BYTES]))
-    _check_kind(kind, expect, url)
-    return FetchedFile(
-        data=bytes(data), kind=kind or "application/octet-stream", final_url=str(url)
-    )
+
+class _Body:
+    """A 2xx response's body as checked chunks: the size cap holds while streaming, and the kind
+    is judged on the first SNIFF_BYTES, so a wrong or oversized file fails early."""
+
+    def __init__(
+        self, response: httpx.Response, url: httpx.URL, policy: FetchPolicy, expect: str
+    ) -> None:
+        self._response = response
+        self._url = url
+        self._policy = policy
+        self._expect = expect
+        self.final_url = str(url)
+        self.size = 0
+        self.kind = "application/octet-stream"  # until judged
+        self.too_large = (
+            f"the file at {url.host} is larger than the limit of {_human_size(policy.max_bytes)}"
+        )
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        head = b""
+        judged = False
+        async for chunk in self._response.aiter_bytes():
+            self.size += len(chunk)
+            if self.size > self._policy.max_bytes:
+                raise FetchError(self.too_large)
+            if not judged:
+                head += chunk[: SNIFF_BYTES - len(head)]
+                if len(head) >= SNIFF_BYTES:
+                    self._judge(head)
+                    judged = True
+            yield chunk
+        if not judged:  # shorter than SNIFF_BYTES
+            self._judge(head)
+
+    def _judge(self, head: bytes) -> None:
+        kind = sniff_kind(head)
+        _check_kind(kind, self._expect, self._url)
+        self.kind = kind or "application/octet-stream"
+
+
+async def _write_temporary(body: _Body, directory: Path) -> DownloadedFile:
+    path, file = await asyncio.to_thread(_create_temporary, directory)
+    try:
+        try:
+            block = bytearray()
+            async for chunk in body.chunks():
+                block += chunk
+                if len(block) >= WRITE_BLOCK:
+                    await asyncio.to_thread(file.write, block)
+                    block.clear()  # safe: the write above has finished
+            if block:
+                await asyncio.to_thread(file.write, block)
+        finally:
+            await asyncio.to_thread(file.close)
+    except BaseException:  # cancelled or timed out too
+        await asyncio.to_thread(path.unlink, missing_ok=True)
+        raise
+    return DownloadedFile(path=path, kind=body.kind, size=body.size, final_url=body.final_url)
+
+
+def _create_temporary(directory: Path) -> tuple[Path, BinaryIO]:
+    directory.mkdir(parents=True, exist_ok=True)
+    descriptor, name = tempfile.mkstemp(dir=directory, prefix=".fetch-", suffix=".part")
+    return Path(name), os.fdopen(descriptor, "wb")
 
 
 def _check_kind(kind: str | None, expect: str, url: httpx.URL) -> None:

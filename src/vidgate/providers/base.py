@@ -30,7 +30,9 @@ class GenerationRequest:
     seconds: int
     width: int
     height: int
-    images: tuple[bytes, ...] = ()
+    # Fetched input files (first image only for now). They exist only while submit() runs;
+    # a provider that reads them later keeps its own copy.
+    images: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,6 +16,7 @@ import asyncio
 import logging
 import re
 import secrets
+import shutil
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -103,6 +104,10 @@ class SampleProvider:
         upstream_id = f"sample_{request.task_id}_{secrets.token_hex(4)}"
         output = self.output_path(upstream_id)
         output.unlink(missing_ok=True)
+        image = None
+        if request.images:  # the caller deletes its files once submit returns
+            image = self.work_dir / f"{upstream_id}.input"
+            await asyncio.to_thread(shutil.copyfile, request.images[0], image)
         job = _Job()
         self._jobs[upstream_id] = job
         spec = RenderSpec(
@@ -111,7 +116,7 @@ class SampleProvider:
             height=request.height,
             seconds=request.seconds,
             fps=FPS,
-            image=request.images[0] if request.images else None,
+            image=image,
             label=f"SAMPLE - vidgate - {request.model}",
         )
         task = asyncio.create_task(self._run(job, spec, output, injection))
@@ -146,6 +151,8 @@ class SampleProvider:
             logger.exception("sample render failed")
             job.error = f"sample render failed: {exc}"
         finally:
+            if spec.image is not None:
+                await asyncio.to_thread(spec.image.unlink, missing_ok=True)
             job.done = True
 
     async def poll(self, upstream_id: str) -> JobStatus:

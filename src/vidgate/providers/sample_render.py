@@ -7,7 +7,6 @@ happens, which keeps a 10 s 720p clip well within a few seconds on two cores.
 """
 
 import contextlib
-import io
 import math
 import os
 import secrets
@@ -52,7 +51,7 @@ class RenderSpec:
     height: int
     seconds: float
     fps: int = 24
-    image: bytes | None = None
+    image: Path | None = None  # an image file, decoded as the background
     label: str = "SAMPLE"
 
 
@@ -146,10 +145,10 @@ def _validate(spec: RenderSpec) -> int:
 # --- backgrounds -----------------------------------------------------------------------------
 
 
-def _decode_image(data: bytes, *, width: int, height: int) -> Image.Image:
-    """Decode user image bytes to an upright RGB image scaled to cover the pan area."""
+def _decode_image(path: Path, *, width: int, height: int) -> Image.Image:
+    """Decode a user image file to an upright RGB image scaled to cover the pan area."""
     try:
-        with Image.open(io.BytesIO(data)) as opened:
+        with Image.open(path) as opened:
             # JPEG can decode at reduced scale; ask for enough pixels for either orientation.
             side = math.ceil(max(width, height) * PAN_ZOOM)
             opened.draft("RGB", (side, side))

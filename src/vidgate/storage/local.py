@@ -1,16 +1,29 @@
-"""Result files in a local directory, handed out as signed, expiring URLs served by the gateway."""
+"""Result files in a local directory, handed out as signed, expiring URLs served by the gateway.
+
+Every write goes to a hidden temporary file next to its target and is renamed into place, so a
+reader sees a whole file or none. File I/O runs in worker threads, never on the event loop.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import errno
 import hashlib
 import hmac
 import os
 import re
+import secrets
+import shutil
+import stat
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode
 
+from vidgate.storage.base import LocalFile, UnsafeKeyError
+
+# No separators, no leading dot: temporary files (".<key>.<token>.part") can never be served.
 _SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 # URLs expire on an hour boundary so repeated polls within the hour get the same URL.
 _EXPIRY_BUCKET_S = 3600
@@ -36,39 +49,91 @@ class UrlSigner:
         now = time.time() if now is None else now
         if expires < now:
             return False
-        return hmac.compare_digest(self._signature(key, expires), signature)
+        # As bytes: compare_digest refuses str with non-ASCII characters, and anyone can send those.
+        return hmac.compare_digest(self._signature(key, expires).encode(), signature.encode())
 
 
 class LocalFileStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, secret: bytes, public_url: str, url_ttl_s: int) -> None:
         self.root = root
-        root.mkdir(parents=True, exist_ok=True)
+        self.signer = UrlSigner(secret=secret, public_url=public_url, ttl_s=url_ttl_s)
+        root.mkdir(parents=True, exist_ok=True)  # once, at assembly
+
+    # -- writing --------------------------------------------------------------------------
+
+    async def put_stream(self, key: str, chunks: AsyncIterator[bytes]) -> int:
+        target = self._target(key)
+        temporary = self._temporary(key)
+        written = 0
+        try:
+            file = await asyncio.to_thread(temporary.open, "wb")
+            try:
+                async for chunk in chunks:
+                    await asyncio.to_thread(file.write, chunk)
+                    written += len(chunk)
+            finally:
+                await asyncio.to_thread(file.close)
+            await asyncio.to_thread(os.replace, temporary, target)
+        except BaseException:  # cancelled too: never leave a partial file behind
+            await asyncio.to_thread(temporary.unlink, missing_ok=True)
+            raise
+        return written
+
+    async def put_file(self, key: str, source: Path) -> None:
+        await asyncio.to_thread(self._move_into_place, source, self._target(key))
+
+    async def delete(self, key: str) -> None:
+        await asyncio.to_thread(self._target(key).unlink, missing_ok=True)
+
+    def _move_into_place(self, source: Path, target: Path) -> None:
+        try:
+            os.replace(source, target)  # atomic on the same filesystem
+            return
+        except OSError as error:
+            if error.errno != errno.EXDEV:
+                raise
+        # Another filesystem: copy next to the target, then rename into place.
+        temporary = self._temporary(target.name)
+        try:
+            shutil.copyfile(source, temporary)
+            os.replace(temporary, target)
+        except BaseException:
+            temporary.unlink(missing_ok=True)
+            raise
+        source.unlink(missing_ok=True)
+
+    # -- URLs and serving -----------------------------------------------------------------
+
+    def url_for(self, key: str) -> str:
+        self._target(key)  # refuse to sign a key that could never be served
+        return self.signer.url_for(key)
+
+    def verify(self, key: str, *, expires: int, signature: str) -> bool:
+        return self.signer.is_valid(key, expires=expires, signature=signature)
+
+    async def local_file(self, key: str) -> LocalFile | None:
+        if not _SAFE_KEY.match(key):
+            return None
+        path = self.root / key
+        try:
+            found = await asyncio.to_thread(os.stat, path)
+        except FileNotFoundError:
+            return None
+        return LocalFile(path=path, stat=found) if stat.S_ISREG(found.st_mode) else None
 
     def path_of(self, key: str) -> Path | None:
-        """The file for a key, or None for keys that are malformed or absent."""
+        """The file for a key, or None (blocking: for tools and tests, not the event loop)."""
         if not _SAFE_KEY.match(key):
             return None
         path = self.root / key
         return path if path.is_file() else None
 
-    def put_file(self, key: str, source: Path) -> str:
-        """Move a finished file into the store (atomic on the same filesystem)."""
-        if not _SAFE_KEY.match(key):
-            raise ValueError(f"unsafe storage key {key!r}")
-        target = self.root / key
-        try:
-            os.replace(source, target)
-        except OSError:  # another filesystem: copy, then rename into place
-            temporary = target.with_name(f".{key}.part")
-            temporary.write_bytes(source.read_bytes())
-            os.replace(temporary, target)
-            source.unlink(missing_ok=True)
-        return key
+    # -- keys -----------------------------------------------------------------------------
 
-    def put_bytes(self, key: str, data: bytes) -> str:
+    def _target(self, key: str) -> Path:
         if not _SAFE_KEY.match(key):
-            raise ValueError(f"unsafe storage key {key!r}")
-        temporary = self.root / f".{key}.part"
-        temporary.write_bytes(data)
-        os.replace(temporary, self.root / key)
-        return key
+            raise UnsafeKeyError(f"unsafe storage key {key!r}")
+        return self.root / key
+
+    def _temporary(self, key: str) -> Path:
+        return self.root / f".{key}.{secrets.token_hex(6)}.part"

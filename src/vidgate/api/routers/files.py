@@ -4,39 +4,44 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse
 
 from vidgate import errors
 from vidgate.api.deps import GatewayDep
 from vidgate.api.errors import responses
+from vidgate.api.file_response import file_response
 
 router = APIRouter(tags=["files"])
 
 
+# HEAD is answered as this GET without the body (RequestContextMiddleware), Range included.
 @router.get(
     "/files/{key}",
     response_class=FileResponse,
     responses={
-        200: {"content": {"video/mp4": {}}, "description": "The file (or the requested range)"},
-        **responses(errors.Forbidden, auth=False),
+        200: {"content": {"video/mp4": {}}, "description": "The whole file"},
+        206: {"content": {"video/mp4": {}}, "description": "The requested range (one range)"},
+        **responses(errors.Forbidden, errors.RangeNotSatisfiable, auth=False),
     },
 )
 async def download_file(
     key: str,
+    request: Request,
     gateway: GatewayDep,
     expires: Annotated[int, Query()],
     signature: Annotated[str, Query(max_length=128)],
 ) -> FileResponse:
-    if not gateway.signer.is_valid(key, expires=expires, signature=signature):
+    store = gateway.store
+    if not store.verify(key, expires=expires, signature=signature):
         raise errors.Forbidden("this link is invalid or has expired; fetch the task again")
-    path = gateway.store.path_of(key)
-    if path is None:
+    found = await store.local_file(key)
+    if found is None:
         raise errors.NotFound("file not found")
-    return FileResponse(
-        path,
+    return file_response(
+        request,
+        found,
         media_type="video/mp4",
         filename=key,
-        content_disposition_type="inline",
         headers={"Cache-Control": "private, max-age=3600"},
     )
