@@ -188,7 +188,8 @@ async def test_a_task_is_queued_by_its_models_channels(db: Database) -> None:
     gpu_id, _ = await create(db, "local-gpu")
     cloud = await db.backend.run_read(lambda conn: repository.get(conn, cloud_id))
     gpu = await db.backend.run_read(lambda conn: repository.get(conn, gpu_id))
-    assert cloud is not None and gpu is not None
+    assert cloud is not None
+    assert gpu is not None
     assert (cloud.queue, gpu.queue) == ("default", "gpu")
 
 

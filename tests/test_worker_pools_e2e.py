@@ -74,8 +74,7 @@ def test_two_workers_render_each_of_200_sample_tasks_exactly_once(
         with psycopg.connect(private_postgres_url.replace("+psycopg", "")) as conn:
             while time.monotonic() < deadline:
                 row = conn.execute(
-                    "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) "
-                    "FROM video_tasks"
+                    "SELECT count(*) FILTER (WHERE status = 'completed'), count(*) FROM video_tasks"
                 ).fetchone()
                 assert row is not None
                 if row[0] == TASKS:
@@ -101,8 +100,9 @@ def test_two_workers_render_each_of_200_sample_tasks_exactly_once(
         api.stop()
     text = "".join(log.read_text() for log in logs)
     renders = text.count("submitted to sample")
-    print(f"\n{TASKS} tasks, 2 workers: {renders} renders, per worker", [
-        log.read_text().count("submitted to sample") for log in logs
-    ])
+    print(
+        f"\n{TASKS} tasks, 2 workers: {renders} renders, per worker",
+        [log.read_text().count("submitted to sample") for log in logs],
+    )
     assert renders == TASKS
     assert "submitting again" not in text

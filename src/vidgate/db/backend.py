@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Connection, create_engine, event, pool
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 T = TypeVar("T")
@@ -171,11 +171,14 @@ class _PostgresLean:
 
 def _run_cursor(conn: Connection, text: str, params: dict[str, Any]) -> list[Row]:
     # The DBAPI cursor of the connection's own transaction (pysqlite, aiosqlite's or psycopg's
-    # adapted cursor alike).
+    # adapted cursor alike). Driver errors become SQLAlchemy's, as Core would raise them, so
+    # callers and the API's handlers see one error model (IntegrityError, OperationalError).
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(text, params)
         return list(cursor.fetchall()) if cursor.description else []
+    except conn.dialect.loaded_dbapi.Error as error:
+        raise DBAPIError.instance(text, params, error, conn.dialect.loaded_dbapi.Error) from error
     finally:
         cursor.close()
 
@@ -242,8 +245,11 @@ class SqliteBackend:
         if self._hot is None:
             self._hot = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
             self._hot.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        cursor = self._hot.execute(sql.text, {k: SQLITE.dump(v) for k, v in params.items()})
-        return list(cursor.fetchall())
+        bound = {k: SQLITE.dump(v) for k, v in params.items()}
+        try:
+            return list(self._hot.execute(sql.text, bound).fetchall())
+        except sqlite3.Error as error:
+            raise DBAPIError.instance(sql.text, bound, error, sqlite3.Error) from error
 
     def serialise_creates(self, conn: Connection, *, key_id: int, lock_timeout_ms: int) -> None:
         # BEGIN IMMEDIATE already holds the database's only write lock.

@@ -45,6 +45,11 @@ from vidgate.worker.retry import RetryPolicy
 logger = logging.getLogger("vidgate.worker")
 
 
+def _remove(paths: tuple[Path, ...]) -> None:
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
 class _TaskFailed(Exception):
     """Ends the task as failed (and refunded) with a message for the user."""
 
@@ -122,6 +127,14 @@ class TaskRunner:
 
     async def _submit(self, task: TaskRecord, routes: tuple[Route, ...]) -> datetime | None:
         images = await self._fetch_inputs(task)
+        try:
+            return await self._submit_to_first_taker(task, routes, images)
+        finally:  # providers read their inputs during submit (and keep copies they need)
+            await asyncio.to_thread(_remove, images)
+
+    async def _submit_to_first_taker(
+        self, task: TaskRecord, routes: tuple[Route, ...], images: tuple[Path, ...]
+    ) -> datetime | None:
         last_error: TechnicalError | None = None
         for route in routes:  # fail over only while nothing has been accepted upstream
             provider = route.provider
@@ -247,6 +260,7 @@ class TaskRunner:
             status,
             policy=self.result_policy,
             work_dir=self.work_dir,
+            provider=provider.name,
         )
         now = utcnow()
         if await self._write(

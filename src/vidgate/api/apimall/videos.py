@@ -101,9 +101,7 @@ async def get_video(
     cache = gateway.rendered_tasks
     data = cache.get(presenters.SURFACE, task_id, account_id=principal.account_id)
     if data is None:
-        task = await service.get_task(
-            gateway.db, account_id=principal.account_id, task_id=task_id
-        )
+        task = await service.get_task(gateway.db, account_id=principal.account_id, task_id=task_id)
         data = presenters.task_view(task, gateway.url_for).model_dump_json().encode()
         if task.is_terminal:
             cache.put(presenters.SURFACE, task.id, account_id=task.account_id, body=data)
