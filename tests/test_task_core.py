@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from support import make_caller
 from vidgate.db.engine import Database
 from vidgate.db.models import TaskEvent
 from vidgate.db.types import utcnow
+from vidgate.errors import TooManyConcurrentJobs
 from vidgate.keys.service import Principal
 from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import Provider
@@ -242,3 +244,50 @@ async def test_a_worker_without_the_tasks_provider_releases_it_untouched(
     )
     assert await events_of(db, task_id) == ["created"]
     assert task_id in await claim(db, "w-cloud", models=["cloud"])  # free for the right pool
+
+
+async def test_a_keys_in_flight_slots_are_taken_at_create_and_given_back_at_the_end(
+    db: Database,
+) -> None:
+    caller = await make_caller(db, credits=1000)
+    principal = Principal(
+        key_id=caller.key_id,
+        account_id=caller.account_id,
+        rate_limit_per_second=None,
+        max_concurrent_jobs=3,
+    )
+
+    async def create_one() -> str | None:
+        try:
+            outcome = await service.create_task(
+                db,
+                principal=principal,
+                command=CreateTask(surface="apimall", model="cloud", prompt="p"),
+                request_id="req_x",
+                idempotency_key=None,
+                catalogue=CATALOGUE,
+                routing=AcceptAll(),
+                default_max_concurrent_jobs=100,
+            )
+        except TooManyConcurrentJobs:
+            return None
+        return outcome.task.id
+
+    created = await asyncio.gather(*(create_one() for _ in range(10)))
+    started = [task_id for task_id in created if task_id is not None]
+    assert len(started) == 3
+
+    def slots(conn: Connection) -> int:
+        return repository.in_flight_jobs(conn, api_key_id=caller.key_id)
+
+    assert await db.backend.run_read(slots) == 3
+    ended = started[0]
+    for _ in range(2):  # the second failure is refused: the slot comes back once
+        await db.backend.run_write(
+            lambda conn: transitions.failed(
+                conn, ended, at=utcnow(), code=TaskErrorCode.INTERNAL_ERROR, message="x"
+            )
+        )
+    assert await db.backend.run_read(slots) == 2
+    assert await create_one() is not None
+    assert await create_one() is None

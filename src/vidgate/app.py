@@ -39,13 +39,14 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
     )
     app.state.gateway = gateway
     install_error_handlers(app)
+    # Routes match in order: the status poll, the hottest, comes first.
     for router in (
+        videos.router,
+        files.router,
         health.router,
         account.router,
         keys.router,
-        videos.router,
         models.router,
-        files.router,
     ):
         app.include_router(router)
     default_openapi = app.openapi

@@ -50,8 +50,9 @@ async def _principal_of(request: Request, gateway: Gateway) -> Principal:
     return principal
 
 
-async def current_principal(request: Request, response: Response) -> Principal:
-    """Authenticate the Bearer key, then apply its request rate limit."""
+async def authorize(request: Request) -> tuple[Principal, dict[str, str]]:
+    """Authenticate the Bearer key, then apply its request rate limit: the principal and the
+    RateLimit headers for the answer. Raises Unauthorized or RateLimited."""
     gateway: Gateway = request.app.state.gateway
     principal = await _principal_of(request, gateway)
     settings = gateway.settings
@@ -65,7 +66,12 @@ async def current_principal(request: Request, response: Response) -> Principal:
             f"Rate limit exceeded: {rate:g} requests/s per key; retry after the Retry-After delay",
             headers=decision.headers(),
         )
-    response.headers.update(decision.headers())
+    return principal, decision.headers()
+
+
+async def current_principal(request: Request, response: Response) -> Principal:
+    principal, headers = await authorize(request)
+    response.headers.update(headers)
     return principal
 
 

@@ -13,7 +13,7 @@ The task core's queries are synchronous SQLAlchemy Core functions of a `Connecti
 - PostgreSQL: on the async psycopg engine through `run_sync`, one connection per transaction.
 
 It also owns what differs in SQL: the lock timeout a create waits on an Idempotency-Key
-held by a concurrent request, serialising a key's creates, and recognising a lock timeout.
+held by a concurrent request, and recognising a lock timeout.
 
 The hot statements (the status poll's read, the create transaction) skip SQLAlchemy's statement
 layer: measured, building, caching and adapting one 31-column Core SELECT cost ~350 µs of CPU
@@ -75,8 +75,8 @@ class Backend(Protocol):
 
     async def run_read(self, work: Callable[[Connection], T]) -> T: ...
 
-    def serialise_creates(self, conn: Connection, *, key_id: int, lock_timeout_ms: int) -> None:
-        """Make this key's concurrent creates queue up, so an in-flight count cannot race."""
+    def begin_create(self, conn: Connection, *, lock_timeout_ms: int) -> None:
+        """Bound how long a create waits on a lock (a concurrent request with its key)."""
         ...
 
     def is_lock_timeout(self, error: OperationalError) -> bool: ...
@@ -251,7 +251,7 @@ class SqliteBackend:
         except sqlite3.Error as error:
             raise DBAPIError.instance(sql.text, bound, error, sqlite3.Error) from error
 
-    def serialise_creates(self, conn: Connection, *, key_id: int, lock_timeout_ms: int) -> None:
+    def begin_create(self, conn: Connection, *, lock_timeout_ms: int) -> None:
         # BEGIN IMMEDIATE already holds the database's only write lock.
         return None
 
@@ -285,11 +285,10 @@ class PostgresBackend:
     async def read_rows(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
         return await self.run_read(lambda conn: POSTGRES.execute(conn, sql, params))
 
-    def serialise_creates(self, conn: Connection, *, key_id: int, lock_timeout_ms: int) -> None:
+    def begin_create(self, conn: Connection, *, lock_timeout_ms: int) -> None:
         # A concurrent request with the same Idempotency-Key waits on its unique index entry;
         # past this it answers 409 idempotency_key_in_use instead of hanging.
         _run_cursor(conn, f"SET LOCAL lock_timeout = {int(lock_timeout_ms)}", {})
-        _run_cursor(conn, "SELECT id FROM api_keys WHERE id = %(id)s FOR UPDATE", {"id": key_id})
 
     def is_lock_timeout(self, error: OperationalError) -> bool:
         return "lock timeout" in str(error).lower()

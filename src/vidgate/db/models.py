@@ -40,6 +40,9 @@ class Account(Base):
 
 class ApiKey(Base):
     __tablename__ = "api_keys"
+    __table_args__ = (
+        CheckConstraint("in_flight_jobs >= 0", name="ck_api_keys_in_flight_jobs_non_negative"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
@@ -53,6 +56,9 @@ class ApiKey(Base):
     # Per-key overrides of the global limits; NULL means "use the gateway's default".
     rate_limit_per_second: Mapped[float | None] = mapped_column(nullable=True)
     max_concurrent_jobs: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Tasks of this key not yet ended: taken by the create that inserts one (a conditional
+    # UPDATE against the limit), given back by the transition that ends it, exactly once.
+    in_flight_jobs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class LedgerEntry(Base):

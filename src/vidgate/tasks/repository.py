@@ -77,9 +77,16 @@ INSERT_TASK = Sql(
     f"INSERT INTO video_tasks ({', '.join(_TASK_NAMES)}) "
     f"VALUES ({', '.join(':' + name for name in _TASK_NAMES)})"
 )
-COUNT_IN_FLIGHT = Sql(
-    "SELECT count(*) FROM video_tasks WHERE api_key_id = :api_key_id "
-    f"AND status IN ({', '.join(repr(s) for s in IN_FLIGHT)})"
+# A key's in-flight count is a column kept by the creates and the ending transitions, not a
+# count(*) of its tasks: that scan grew with every task in flight (a reseller's key may have
+# thousands), and the conditional UPDATE is also the lock that serialises a key's creates.
+TAKE_JOB_SLOT = Sql(
+    "UPDATE api_keys SET in_flight_jobs = in_flight_jobs + 1 "
+    "WHERE id = :api_key_id AND in_flight_jobs < :max_jobs RETURNING in_flight_jobs"
+)
+IN_FLIGHT_JOBS = Sql("SELECT in_flight_jobs FROM api_keys WHERE id = :api_key_id")
+FREE_JOB_SLOT = Sql(
+    "UPDATE api_keys SET in_flight_jobs = in_flight_jobs - 1 WHERE id = :api_key_id"
 )
 INSERT_EVENT = Sql(
     "INSERT INTO task_events (task_id, account_id, kind, status, data, created_at) "
@@ -123,9 +130,21 @@ async def read(backend: Backend, task_id: str) -> TaskRecord | None:
     return _lean_record(rows[0], backend.lean) if rows else None
 
 
-def count_in_flight(conn: Connection, *, api_key_id: int) -> int:
-    rows = lean(conn).execute(conn, COUNT_IN_FLIGHT, {"api_key_id": api_key_id})
-    return int(rows[0][0])
+def take_job_slot(conn: Connection, *, api_key_id: int, max_jobs: int) -> int | None:
+    """Count one more task in flight for the key, unless it has `max_jobs` already: the new
+    count, or None (refused; its count is `in_flight_jobs`)."""
+    via = lean(conn)
+    rows = via.execute(conn, TAKE_JOB_SLOT, {"api_key_id": api_key_id, "max_jobs": max_jobs})
+    return int(rows[0][0]) if rows else None
+
+
+def in_flight_jobs(conn: Connection, *, api_key_id: int) -> int:
+    rows = lean(conn).execute(conn, IN_FLIGHT_JOBS, {"api_key_id": api_key_id})
+    return int(rows[0][0]) if rows else 0
+
+
+def free_job_slot(conn: Connection, *, api_key_id: int) -> None:
+    lean(conn).execute(conn, FREE_JOB_SLOT, {"api_key_id": api_key_id})
 
 
 def history(

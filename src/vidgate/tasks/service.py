@@ -147,7 +147,7 @@ async def create_task(
     }
 
     def work(conn: Connection) -> CreateOutcome:
-        backend.serialise_creates(conn, key_id=principal.key_id, lock_timeout_ms=lock_timeout_ms)
+        backend.begin_create(conn, lock_timeout_ms=lock_timeout_ms)
         if key is not None:
             replay = idempotency.claim(
                 conn,
@@ -159,8 +159,8 @@ async def create_task(
             )
             if replay is not None:
                 return _replay(conn, replay)
-        in_flight = repository.count_in_flight(conn, api_key_id=principal.key_id)
-        if in_flight >= max_jobs:
+        if repository.take_job_slot(conn, api_key_id=principal.key_id, max_jobs=max_jobs) is None:
+            in_flight = repository.in_flight_jobs(conn, api_key_id=principal.key_id)
             raise TooManyConcurrentJobs(
                 f"Too many concurrent jobs: this key has {in_flight} tasks in flight "
                 f"(limit {max_jobs}); wait for one to finish",

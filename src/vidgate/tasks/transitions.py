@@ -4,8 +4,9 @@ transaction.
 A move applies only from the statuses the state machine allows (tasks/states.py ALLOWED), so a
 task ends exactly once; worker moves are also fenced by the lease (`lease_owner = me`), so a
 worker that lost its lease cannot overwrite its successor. A refused move changes nothing and
-writes no event. Failure refunds in the same transaction, and the ledger's unique
-(task_id, 'refund') makes a second refund impossible even if those checks were bypassed.
+writes no event. A move that ends a task gives its key's in-flight slot back and a failure
+refunds, both in the same transaction; the ledger's unique (task_id, 'refund') makes a second
+refund impossible even if those checks were bypassed.
 Lease housekeeping (extend, release, retry later) is not a move and writes no event.
 """
 
@@ -22,6 +23,7 @@ from vidgate.tasks.repository import tasks
 from vidgate.tasks.states import (
     IN_FLIGHT,
     PROGRESS_EVENT_STEP,
+    TERMINAL,
     EventKind,
     TaskErrorCode,
     TaskStatus,
@@ -49,8 +51,10 @@ def _move(
         owner=owner,
         sources=sources_of(target),
         values={"status": target.value, "updated_at": at, **values},
-        returning=("account_id", "credits_used"),
+        returning=("account_id", "api_key_id", "credits_used"),
     )
+    if row is not None and target.value in TERMINAL:
+        repository.free_job_slot(conn, api_key_id=row.api_key_id)
     if row is not None and event is not None:
         repository.insert_event(
             conn,

@@ -1,4 +1,5 @@
-"""task core: queues, surfaces, the task_events outbox; idempotency replays re-render
+"""task core: queues, surfaces, the task_events outbox, per-key in-flight counts; idempotency
+replays re-render
 
 Revision ID: 0003
 Revises: 0002
@@ -20,6 +21,18 @@ Timestamp = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("api_keys") as batch:
+        batch.add_column(
+            sa.Column("in_flight_jobs", sa.Integer(), nullable=False, server_default="0")
+        )
+        batch.create_check_constraint(
+            "ck_api_keys_in_flight_jobs_non_negative", "in_flight_jobs >= 0"
+        )
+    op.execute(
+        "UPDATE api_keys SET in_flight_jobs = (SELECT count(*) FROM video_tasks "
+        "WHERE video_tasks.api_key_id = api_keys.id "
+        "AND video_tasks.status IN ('pending', 'processing'))"
+    )
     with op.batch_alter_table("video_tasks") as batch:
         batch.add_column(
             sa.Column("surface", sa.String(16), nullable=False, server_default="apimall")
@@ -64,3 +77,6 @@ def downgrade() -> None:
         batch.create_index("ix_video_tasks_due", ["status", "run_after"])
         batch.drop_column("queue")
         batch.drop_column("surface")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_constraint("ck_api_keys_in_flight_jobs_non_negative", type_="check")
+        batch.drop_column("in_flight_jobs")
