@@ -78,11 +78,12 @@ class Harness:
     registry: ProviderRegistry
     store: FileStore
     tmp: Path
+    catalogue: Catalogue = CATALOGUE
 
     def runner(self, owner: str = "w1") -> TaskRunner:
         return TaskRunner(
             db=self.db,
-            catalogue=CATALOGUE,
+            catalogue=self.catalogue,
             registry=self.registry,
             store=self.store,
             owner=owner,
@@ -106,7 +107,7 @@ class Harness:
             command=CreateTask(surface="apimall", model="m", prompt=prompt),
             request_id="req_test",
             idempotency_key=None,
-            catalogue=CATALOGUE,
+            catalogue=self.catalogue,
             routing=AcceptAll(),
             default_max_concurrent_jobs=1000,
         )
@@ -286,7 +287,7 @@ async def test_lost_remote_job_fails_and_refunds(harness: Harness) -> None:
 
 
 async def test_local_job_runs_to_its_end_inside_one_lease(harness: Harness) -> None:
-    harness.primary.resubmit_lost_jobs = True  # a local provider: its jobs live in this process
+    harness.primary.runs_locally = True  # a local provider: its jobs live in this process
     task_id = await harness.create()
     harness.primary.poll_script.extend(
         [
@@ -303,7 +304,7 @@ async def test_local_job_runs_to_its_end_inside_one_lease(harness: Harness) -> N
 
 
 async def test_a_dead_workers_local_job_is_rendered_again(harness: Harness) -> None:
-    harness.primary.resubmit_lost_jobs = True
+    harness.primary.runs_locally = True
     task_id = await harness.create()
     # As a worker that died mid-render leaves it: submitted, lease expired, job gone with it.
     await harness.set(
@@ -370,3 +371,46 @@ async def test_remote_result_urls_are_downloaded_into_the_store(
     stored = harness.store.path_of(f"{task_id}.mp4")
     assert stored is not None
     assert stored.read_bytes().startswith(b"\x00\x00\x00\x18ftypisom")
+
+
+async def test_an_upstreams_retry_after_is_a_floor_under_the_backoff(harness: Harness) -> None:
+    task_id = await harness.create()
+    await harness.step(task_id)
+    harness.primary.poll_script.append(TechnicalError("429 from upstream", retry_after_s=30))
+    await harness.make_due(task_id)
+    assert task_id in await harness.claim()
+    before = utcnow()
+    await harness.runner().run(task_id)
+    task = await harness.task(task_id)
+    assert task.attempts == 1
+    assert task.run_after >= before + timedelta(seconds=29)  # the policy alone says 0.01 s
+
+
+async def test_a_channels_own_retry_policy_from_the_catalogue_wins(
+    db: Database, tmp_path: Path
+) -> None:
+    catalogue = Catalogue.from_dict(
+        {
+            "models": {
+                "m": {
+                    "price": {"base": 7},
+                    "channels": [{"provider": "primary", "retry": {"max_attempts": 1}}],
+                }
+            }
+        }
+    )
+    primary = InMemoryProvider(name="primary")
+    primary.submit_script.append(TechnicalError("down"))
+    harness = Harness(
+        db=db,
+        caller=await make_caller(db, credits=100),
+        primary=primary,
+        backup=InMemoryProvider(name="backup"),
+        registry=ProviderRegistry(catalogue, {"primary": primary}),
+        store=build_file_store(Settings(data_dir=tmp_path)),
+        tmp=tmp_path,
+        catalogue=catalogue,
+    )
+    task = await harness.step(await harness.create())
+    assert (task.status, task.error_code) == ("failed", "upstream_error")
+    assert task.error_message == "down (gave up after 1 tries)"

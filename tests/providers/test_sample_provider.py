@@ -88,7 +88,7 @@ async def test_unknown_job_is_lost(tmp_path: Path) -> None:
     provider = SampleProvider(work_dir=tmp_path)
     with pytest.raises(JobLost):
         await provider.poll("sample_vid_from_before_the_crash")
-    assert provider.resubmit_lost_jobs is True
+    assert provider.runs_locally is True
 
 
 async def test_image_input_is_the_background_even_once_the_caller_deleted_it(

@@ -26,7 +26,7 @@ class GenerationRequest:
     upstream_model: str | None
     type: str
     prompt: str
-    options: dict[str, str | bool]
+    options: dict[str, str | bool | int]
     seconds: int
     width: int
     height: int
@@ -72,13 +72,15 @@ class LogicalError(ProviderError):
 
 class JobLost(TechnicalError):
     """The provider no longer knows the job (a local renderer restarted). Only providers that
-    declare `resubmit_lost_jobs` get their job submitted again; others fail the task."""
+    declare `runs_locally` get their job submitted again; others fail the task."""
 
 
 class Provider(Protocol):
     name: str
-    # True for local providers whose jobs die with the process: resubmitting costs nobody money.
-    resubmit_lost_jobs: bool
+    # True for local providers (the sample renderer, GPU models): their jobs live in this
+    # process, so the worker follows one to its end inside one held lease, and a job lost with
+    # a dead worker is rendered again, which costs nobody money.
+    runs_locally: bool
     # How often its jobs are worth polling; None: the gateway's provider_poll_interval_s.
     poll_interval_s: float | None
 

@@ -21,7 +21,7 @@ from vidgate.providers.base import (
 @dataclass
 class InMemoryProvider:
     name: str = "memory"
-    resubmit_lost_jobs: bool = False
+    runs_locally: bool = False
     poll_interval_s: float | None = None
     # Each submit pops the next item: an exception to raise, or None to accept.
     submit_script: deque[ProviderError | None] = field(default_factory=deque)

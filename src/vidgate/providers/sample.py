@@ -2,7 +2,8 @@
 
 It behaves like an upstream: submit() starts a job and returns its id, poll() reports progress.
 Jobs run in threads of this process, so a restart loses them; poll() then raises JobLost and
-the worker submits again (`resubmit_lost_jobs`), which costs nobody anything.
+the worker submits again (`runs_locally`), which costs nobody anything. While the process lives,
+the worker that submitted a job follows it to its end inside one held lease.
 
 Failure injection (only with VIDGATE_SAMPLE_FAILURE_INJECTION=true), by markers in the prompt:
   [fail] or [fail: message]  the job fails with that error message
@@ -73,7 +74,7 @@ class _Job:
 
 class SampleProvider:
     name = "sample"
-    resubmit_lost_jobs = True
+    runs_locally = True
     poll_interval_s: float | None = 0.25  # a local poll is a dict lookup
 
     def __init__(

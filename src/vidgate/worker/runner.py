@@ -151,7 +151,7 @@ class TaskRunner:
     async def _submitted(
         self, task: TaskRecord, provider: Provider, upstream_id: str
     ) -> datetime | None:
-        local = provider.resubmit_lost_jobs
+        local = provider.runs_locally
         now = utcnow()
         next_poll = self._next_poll(task, provider)
         accepted = await self._write(
@@ -215,7 +215,7 @@ class TaskRunner:
         try:
             status = await provider.poll(task.upstream_id)
         except JobLost as lost:
-            if not provider.resubmit_lost_jobs:
+            if not provider.runs_locally:
                 raise _TaskFailed(TaskErrorCode.UPSTREAM_LOST, lost.message) from lost
             # Only a dead worker's local job gets here: render it again, it costs nobody.
             logger.info("task %s: %s; submitting again", task.id, lost.message)
