@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+import sys
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import httpx
+import jsonschema_rs
 import pytest
 
 from support import Caller, GatewayProcess, wait_for_task
+from vidgate import errors
 from vidgate.app import create_app
 from vidgate.gateway import Gateway
 from vidgate.settings import Settings
+from vidgate.tasks import idempotency
 
 REQUEST_ID = re.compile(r"^req_[0-9A-HJKMNP-TV-Z]{26}$")
 
@@ -427,6 +431,52 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
     schema = paths["/api/v1/keys"]["post"]["responses"]["401"]["content"]["application/json"]
     assert schema["schema"]["$ref"].endswith("/ErrorEnvelope")
     assert "HTTPValidationError" not in document["components"]["schemas"]
+
+
+def _readings(schema: dict) -> list[Callable[[str], bool]]:
+    """The schema's string rules as schemathesis's validator (jsonschema-rs) and its generator
+    (Python `re` with re.ASCII) read them: both must agree with the server."""
+    pattern = re.compile(schema["pattern"], re.ASCII)
+    longest = schema.get("maxLength", sys.maxsize)
+    return [
+        jsonschema_rs.validator_for({"type": "string", **schema}).is_valid,
+        lambda value: bool(pattern.search(value)) and len(value) <= longest,
+    ]
+
+
+async def test_openapi_states_the_text_rules_the_services_check(
+    client: httpx.AsyncClient,
+) -> None:
+    """So that a schema-valid Idempotency-Key or key title is one the server takes."""
+    document = (await client.get("/openapi.json")).json()
+    parameters = document["paths"]["/api/v1/videos/generate"]["post"]["parameters"]
+    (header,) = [item["schema"] for item in parameters if item["name"] == "Idempotency-Key"]
+    header = {key: value for key, value in header.items() if key in ("pattern", "maxLength")}
+
+    def key_taken(value: str) -> bool:
+        try:
+            idempotency.check_key(value)
+        except errors.InvalidRequest:
+            return False
+        return True
+
+    # Header values are latin-1: every character alone, inside and around a key, and the bounds.
+    values = [""] + ["k" * n for n in (1, 2, 254, 255, 256)]
+    values += [" k" + " " * 300, "\x1c" + "k" * 255 + "\xa0", "k" + " " * 253 + "k", "k" * 256]
+    for code in range(256):
+        char = chr(code)
+        values += [char, char * 2, f"k{char}", f"{char}k", f"k{char}k"]
+    for reading in _readings(header):
+        assert [value for value in values if reading(value) != key_taken(value)] == []
+
+    title = document["components"]["schemas"]["CreateKeyRequest"]["properties"]["title"]
+    title = {key: value for key, value in title.items() if key in ("pattern", "maxLength")}
+    # The whole of Unicode bar surrogates (JSON text cannot carry them alone): blank or not.
+    chars = [chr(code) for code in range(0x110000) if not 0xD800 <= code <= 0xDFFF]
+    for reading in _readings(title):
+        assert [char for char in chars if reading(char) != bool(char.strip())] == []
+        assert reading("x" * 200)
+        assert not reading(" " * 200)
 
 
 async def test_a_forged_file_link_is_403_whatever_its_characters(client: httpx.AsyncClient) -> None:

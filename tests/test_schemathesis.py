@@ -19,11 +19,24 @@ from support import GatewayProcess
 
 pytestmark = pytest.mark.e2e
 
-# 503 is the documented answer of a busy database or an unavailable upstream. Any other 5xx is a
-# server error, and status_code_conformance still fails a 503 on a route that does not list it.
+# Every check is on: schemathesis's default, as `--checks all` would override the per-operation
+# setting below (object_level_authorization acts only with two users configured; this run has one).
+# - not_a_server_error: 503 is the documented answer of a busy database or an unavailable
+#   upstream. Any other 5xx is a server error, and status_code_conformance still fails a 503 on a
+#   route that does not list it.
+# - positive_data_acceptance: any schema-valid request is accepted, because the document states
+#   the rules the services check (a text-to-video prompt that is not blank, an Idempotency-Key of
+#   1-255 printable characters, a key title that is not blank). It is off for one operation only:
+#   DELETE /api/v1/keys/{key_id} of the caller's own key is a 400 by a business rule (a key
+#   cannot revoke itself) that depends on who calls, which no schema can state.
 CONFIG = """
 [checks.not_a_server_error]
 expected-statuses = ["2xx", "3xx", "4xx", "503"]
+
+[[operations]]
+include-path = "/api/v1/keys/{key_id}"
+include-method = "DELETE"
+checks.positive_data_acceptance.enabled = false
 """
 
 # Limits out of the fuzzer's way, so that its requests reach the handlers rather than a 429 or
@@ -37,11 +50,6 @@ FUZZ_SETTINGS = {
 
 MAX_EXAMPLES = 50  # per operation and phase: about 15 s for the whole run here
 TIME_LIMIT_S = 90
-
-# positive_data_acceptance wants every schema-valid request accepted; the gateway rightly
-# refuses some with a 400 that no schema states (a key revoking itself, text-to-video without a
-# prompt), so it is left out. Every other check runs.
-CHECKS = ["--checks", "all", "--exclude-checks", "positive_data_acceptance"]
 
 
 def test_the_api_matches_its_openapi_document_under_fuzzing(tmp_path: Path) -> None:
@@ -57,7 +65,6 @@ def test_the_api_matches_its_openapi_document_under_fuzzing(tmp_path: Path) -> N
                 "--config-file", str(config), "--no-color",
                 "run", f"{server.base_url}/openapi.json",
                 "--header", f"Authorization: Bearer {server.api_key}",
-                *CHECKS,
                 "--max-examples", str(MAX_EXAMPLES),
                 "--seed", "20261201",  # the same cases on every run, so a failure reproduces
                 "--workers", "1",

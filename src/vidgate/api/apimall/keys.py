@@ -9,6 +9,7 @@ from vidgate.api.deps import CurrentPrincipal, GatewayDep
 from vidgate.api.envelope import Envelope
 from vidgate.api.errors import responses
 from vidgate.api.request_context import request_id_of
+from vidgate.api.text_patterns import NOT_BLANK
 from vidgate.db.models import ApiKey
 from vidgate.db.types import iso_ms
 from vidgate.keys import service as keys
@@ -17,7 +18,9 @@ router = APIRouter(prefix="/api/v1/keys", tags=["keys"])
 
 
 class CreateKeyRequest(BaseModel):
-    title: str = Field(min_length=1, max_length=200)
+    # Not blank, as keys.create_key checks after stripping: stated, not validated, so the
+    # refusal keeps its message.
+    title: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": NOT_BLANK})
 
 
 class CreatedKey(BaseModel):

@@ -12,11 +12,13 @@ from __future__ import annotations
 from typing import Any
 
 from vidgate.api.apimall.schemas import GenerateRequest
+from vidgate.api.text_patterns import NOT_BLANK
 from vidgate.providers.catalogue import Catalogue, ModelSpec
 
 COMPONENT = "GenerateRequest"
 _OWN_FIELDS = ("model", "type", "callBackUrl")  # described per model below
-_PROMPT_NOT_BLANK = {"type": "string", "pattern": "\\S"}
+# Not blank as the service reads it (str.strip()): an ECMA `\S` lets \x1c-\x1f through.
+_PROMPT_NOT_BLANK = {"type": "string", "pattern": NOT_BLANK}
 _PRESENT_URL = {"type": "string"}
 
 

@@ -13,7 +13,9 @@ from vidgate.api.deps import CurrentPrincipal, GatewayDep, authorize
 from vidgate.api.envelope import Envelope, envelope_bytes
 from vidgate.api.errors import responses
 from vidgate.api.request_context import request_id_of
+from vidgate.api.text_patterns import stripped_printable
 from vidgate.tasks import service
+from vidgate.tasks.idempotency import MAX_KEY_LENGTH
 
 if TYPE_CHECKING:
     from vidgate.gateway import Gateway
@@ -47,7 +49,12 @@ async def generate(
         str | None,
         Header(
             alias="Idempotency-Key",
-            description="Retry-safe creates: same key and body return the same task",
+            description=(
+                "Retry-safe creates: same key and body return the same task. "
+                f"1-{MAX_KEY_LENGTH} printable characters; surrounding whitespace is ignored"
+            ),
+            # Stated, not validated: check_key refuses the rest with its own message.
+            json_schema_extra={"pattern": stripped_printable(MAX_KEY_LENGTH)},
         ),
     ] = None,
 ) -> Response:
