@@ -41,7 +41,12 @@ BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from support import GatewayProcess, free_port, fresh_postgres_database  # noqa: E402
+from support import (  # noqa: E402
+    GatewayProcess,
+    create_key_with_cli,
+    free_port,
+    fresh_postgres_database,
+)
 
 RESULTS_PATH = BENCH_DIR / "results" / "latest.md"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
@@ -55,7 +60,6 @@ THROUGHPUT_ENV = {
 # Never let one phase create more tasks than the relaxed credit and concurrency limits allow.
 MAX_REQUESTS_CAP = 500_000
 CREATE_BODY = {"model": "sample", "prompt": "a red fox running through fresh snow, bench"}
-BARE_CREATE_BODY = CREATE_BODY
 POLL_INTERVAL_S = 0.2
 RENDER_TIMEOUT_S = 300.0
 
@@ -487,19 +491,14 @@ def start_gateway(scratch: Path, name: str, database_url: str | None) -> Gateway
         env["VIDGATE_DATABASE_URL"] = database_url
     gateway = GatewayProcess(scratch / name, embedded_defaults=True, env=env)
     if database_url is not None:
-        for command in (
-            ["migrate"],
-            ["keys", "create", "--title", "bench", "--credits", "10000000"],
-        ):
-            done = subprocess.run(
-                [sys.executable, "-m", "vidgate", *command],
-                env=gateway.env,
-                capture_output=True,
-                text=True,
-                timeout=120,
-                check=True,
-            )
-        gateway.api_key = done.stdout.strip().splitlines()[-1]
+        subprocess.run(
+            [sys.executable, "-m", "vidgate", "migrate"],
+            env=gateway.env,
+            capture_output=True,
+            timeout=120,
+            check=True,
+        )
+        gateway.api_key = create_key_with_cli(gateway.env, title="bench", credits=10_000_000)
     return gateway.start()
 
 
@@ -533,55 +532,43 @@ def run_api_phases(
         assert bare.process is not None
         gateway_pid, bare_pid = gateway.process.pid, bare.process.pid
 
-        polls = [
-            ("Status poll (completed)", task_id, '"completed"'),
-            ("Status poll (in flight)", pending_id, '"pending"'),
-        ]
-        for name, polled_id, expected in polls:
-            for conns in (args.concurrency, 1):
-                log(f"{name}, {conns} connection(s)")
-                g = run_load(
-                    server_pid=gateway_pid,
-                    url=f"{gateway.base_url}/api/v1/videos/{polled_id}",
-                    method="GET",
-                    concurrency=conns,
-                    load=load,
-                    headers=gateway.headers,
-                )
-                check_phase(f"gateway {name}", g)
-                if expected not in g.sample_body:
-                    raise RuntimeError(f"polled task is not {expected}: {g.sample_body}")
-                b = run_load(
-                    server_pid=bare_pid,
-                    url=f"{bare.base_url}/bare/status",
-                    method="GET",
-                    concurrency=conns,
-                    load=load,
-                )
-                check_phase("bare status", b)
-                phases.append((name, conns, g, b))
-        for conns in (args.concurrency, 1):
-            log(f"create, {conns} connection(s)")
+        def pair(
+            name: str, conns: int, path: str, bare_path: str, method: str, expect: str | None
+        ) -> None:
+            """The gateway and the bare app under the same load, one after the other."""
+            log(f"{name}, {conns} connection(s)")
+            body = CREATE_BODY if method == "POST" else None
             g = run_load(
                 server_pid=gateway_pid,
-                url=f"{gateway.base_url}/api/v1/videos/generate",
-                method="POST",
+                url=f"{gateway.base_url}{path}",
+                method=method,
                 concurrency=conns,
                 load=load,
                 headers=gateway.headers,
-                body=CREATE_BODY,
+                body=body,
             )
-            check_phase("gateway create", g)
+            check_phase(f"gateway {name}", g)
+            if expect is not None and expect not in g.sample_body:
+                raise RuntimeError(f"{name}: the answer lacks {expect}: {g.sample_body}")
             b = run_load(
                 server_pid=bare_pid,
-                url=f"{bare.base_url}/bare/create",
-                method="POST",
+                url=f"{bare.base_url}{bare_path}",
+                method=method,
                 concurrency=conns,
                 load=load,
-                body=BARE_CREATE_BODY,
+                body=body,
             )
-            check_phase("bare create", b)
-            phases.append(("Create", conns, g, b))
+            check_phase(f"bare {name}", b)
+            phases.append((name, conns, g, b))
+
+        for conns in (args.concurrency, 1):
+            path = f"/api/v1/videos/{task_id}"
+            pair("Status poll (completed)", conns, path, "/bare/status", "GET", '"completed"')
+        for conns in (args.concurrency, 1):
+            path = f"/api/v1/videos/{pending_id}"
+            pair("Status poll (in flight)", conns, path, "/bare/status", "GET", '"pending"')
+        for conns in (args.concurrency, 1):
+            pair("Create", conns, "/api/v1/videos/generate", "/bare/create", "POST", None)
     finally:
         if gateway is not None:
             gateway.stop()

@@ -148,6 +148,23 @@ class GatewayProcess:
                 self.process.wait(timeout=5)
 
 
+def create_key_with_cli(env: dict[str, str], *, title: str, credits: int) -> str:
+    """`vidgate keys create` for a new account, as an operator of a shared database does (no
+    first key is printed there); the plaintext key."""
+    created = subprocess.run(
+        [
+            sys.executable, "-m", "vidgate", "keys", "create",
+            "--title", title, "--credits", str(credits),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )  # fmt: skip
+    return created.stdout.strip().splitlines()[-1]
+
+
 def wait_for_task(
     server: GatewayProcess,
     task_id: str,

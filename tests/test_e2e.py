@@ -15,7 +15,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support import GatewayProcess, decode_mp4, static_http_server, wait_for_task
+from support import (
+    GatewayProcess,
+    create_key_with_cli,
+    decode_mp4,
+    static_http_server,
+    wait_for_task,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -247,15 +253,7 @@ def test_postgresql_deployment_end_to_end(private_postgres_url: str, tmp_path: P
     """The same flow on PostgreSQL: migrate, create a key with the CLI, serve, generate."""
     env = {"VIDGATE_DATABASE_URL": private_postgres_url}
     server = GatewayProcess(tmp_path / "gw", env=env)
-    created = subprocess.run(
-        [sys.executable, "-m", "vidgate", "keys", "create", "--title", "pg", "--credits", "40"],
-        env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    server.api_key = created.stdout.strip().splitlines()[-1]
+    server.api_key = create_key_with_cli(server.env, title="pg", credits=40)
     server.start()
     try:
         ready = httpx.get(f"{server.base_url}/readyz").json()["data"]

@@ -13,7 +13,7 @@ import httpx
 import psycopg
 import pytest
 
-from support import GatewayProcess
+from support import GatewayProcess, create_key_with_cli
 
 pytestmark = pytest.mark.e2e
 
@@ -31,15 +31,7 @@ def test_two_workers_render_each_of_200_sample_tasks_exactly_once(
         "VIDGATE_SAMPLE_FAILURE_INJECTION": "false",
     }
     api = GatewayProcess(tmp_path / "gw", env=env, serve_args=("--no-worker",))
-    created = subprocess.run(
-        [sys.executable, "-m", "vidgate", "keys", "create", "--title", "pools", "--credits", "500"],
-        env=api.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    api.api_key = created.stdout.strip().splitlines()[-1]
+    api.api_key = create_key_with_cli(api.env, title="pools", credits=500)
     api.start()
     logs = [tmp_path / f"worker-{n}.log" for n in (1, 2)]
     workers: list[subprocess.Popen[bytes]] = []

@@ -173,50 +173,59 @@ def failed(
 ) -> bool:
     """End a task as failed and give its credits back. Not fenced by the lease: a timeout or an
     operator may end a task another worker holds; the status fence keeps it exactly once."""
-    row = _move(
+    return _end_unleased(
         conn,
         task_id,
         target=TaskStatus.FAILED,
+        at=at,
+        code=code,
+        message=message,
+        refund=True,
+        data={"error_code": code.value, "error_message": message},
+    )
+
+
+def cancelled(conn: Connection, task_id: str, *, at: datetime, refund: bool) -> bool:
+    """The user cancelled it (the cancel endpoint); refunded when the channel's policy says."""
+    return _end_unleased(
+        conn,
+        task_id,
+        target=TaskStatus.CANCELLED,
+        at=at,
+        code=TaskErrorCode.CANCELLED,
+        message="cancelled by the user",
+        refund=refund,
+        data={"refunded": refund},
+    )
+
+
+def _end_unleased(
+    conn: Connection,
+    task_id: str,
+    *,
+    target: TaskStatus,
+    at: datetime,
+    code: TaskErrorCode,
+    message: str,
+    refund: bool,
+    data: dict[str, Any],
+) -> bool:
+    row = _move(
+        conn,
+        task_id,
+        target=target,
         at=at,
         owner=None,
         values={
             "step": TaskStep.DONE.value,
             "error_code": code.value,
             "error_message": message,
-            "credits_refunded": tasks.c.credits_used,
-            "completed_at": at,
-            **_NO_LEASE,
-        },
-        event=EventKind.FAILED,
-        data={"error_code": code.value, "error_message": message},
-    )
-    if row is None:
-        return False
-    if row.credits_used:
-        billing.refund_task(
-            conn, account_id=row.account_id, amount=row.credits_used, task_id=task_id
-        )
-    return True
-
-
-def cancelled(conn: Connection, task_id: str, *, at: datetime, refund: bool) -> bool:
-    """The user cancelled it (the cancel endpoint); refunded when the channel's policy says."""
-    row = _move(
-        conn,
-        task_id,
-        target=TaskStatus.CANCELLED,
-        at=at,
-        owner=None,
-        values={
-            "step": TaskStep.DONE.value,
-            "error_code": TaskErrorCode.CANCELLED.value,
-            "error_message": "cancelled by the user",
             "credits_refunded": tasks.c.credits_used if refund else 0,
             "completed_at": at,
             **_NO_LEASE,
         },
-        event=EventKind.CANCELLED,
-        data={"refunded": refund},
+        event=EventKind(target.value),
+        data=data,
     )
     if row is None:
         return False
