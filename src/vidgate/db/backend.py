@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+import psycopg
 from sqlalchemy import Connection, create_engine, event, pool
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -273,17 +274,30 @@ class PostgresBackend:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
+        # Reads in autocommit: no BEGIN and ROLLBACK round trips around a single SELECT.
+        self._reads = engine.execution_options(isolation_level="AUTOCOMMIT")
 
     async def run_write(self, work: Callable[[Connection], T]) -> T:
         async with self.engine.begin() as conn:
             return await conn.run_sync(work)
 
     async def run_read(self, work: Callable[[Connection], T]) -> T:
-        async with self.engine.connect() as conn:
+        async with self._reads.connect() as conn:
             return await conn.run_sync(work)
 
     async def read_rows(self, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
-        return await self.run_read(lambda conn: POSTGRES.execute(conn, sql, params))
+        # Straight on psycopg's async cursor: no greenlet around one statement.
+        bound = {k: POSTGRES.dump(v) for k, v in params.items()}
+        async with self._reads.connect() as conn:
+            raw = await conn.get_raw_connection()
+            driver = raw.driver_connection
+            assert driver is not None
+            try:
+                async with driver.cursor() as cursor:
+                    await cursor.execute(sql.pyformat, bound)
+                    return list(await cursor.fetchall())
+            except psycopg.Error as error:
+                raise DBAPIError.instance(sql.pyformat, bound, error, psycopg.Error) from error
 
     def begin_create(self, conn: Connection, *, lock_timeout_ms: int) -> None:
         # A concurrent request with the same Idempotency-Key waits on its unique index entry;
