@@ -204,3 +204,15 @@ def test_worker_pool_options(tmp_path: Path) -> None:
     text = log.read_text()
     assert "worker claims tasks of queues: default; models: sample, sora2, sora2-pro" in text
     assert "Traceback" not in text
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_unsupported_storage_stops_serve_and_worker_in_one_line(
+    tmp_path: Path, command: str
+) -> None:
+    env = {"VIDGATE_STORAGE_URL": "s3://key:secret@bucket/videos"}
+    result = vidgate(tmp_path, command, env=env)
+    assert result.returncode == 2, result.stderr
+    assert_one_error_line(result, "VIDGATE_STORAGE_URL: s3:// storage is not supported yet")
+    assert "secret" not in result.stderr
+    assert "sk-" not in result.stdout  # stopped before a first key was made

@@ -175,13 +175,15 @@ def register(app: typer.Typer) -> None:
 
 
 def check_catalogue(settings: Settings) -> None:
-    """Read the model catalogue before anything starts: a broken file stops the process with
-    one line naming the file and the field (exit 2), not a traceback."""
+    """Read the model catalogue and the storage setting before anything starts: a broken file
+    or URL stops the process with one line naming it (exit 2), not a traceback."""
     from vidgate.providers.catalogue import Catalogue, CatalogueError
+    from vidgate.storage.factory import StorageConfigError, build_file_store
 
     try:
         Catalogue.load(settings.catalogue_path)
-    except CatalogueError as exc:
+        build_file_store(settings)
+    except (CatalogueError, StorageConfigError) as exc:
         raise fail(str(exc), code=2) from None
 
 
