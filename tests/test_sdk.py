@@ -200,7 +200,7 @@ def test_failed_task_is_returned_or_raised(live_gateway: GatewayProcess) -> None
         created = client.videos.generate(prompt="a storm [fail: boom]", **FAST)
         task = client.videos.wait(created.task_id, timeout=60)
         assert task.status == "failed"
-        assert task.error_message == "boom"
+        assert (task.error_code, task.error_message) == ("generation_failed", "boom")
         assert task.credits_refunded == task.credits_used == created.credits_used
         with pytest.raises(TaskFailedError) as failed:
             client.videos.wait(created.task_id, timeout=60, raise_on_failure=True)

@@ -59,6 +59,8 @@ class Task(_Result):
     progress: int = 0
     output: TaskOutput = Field(default_factory=TaskOutput)
     video_url: str | None = None
+    # Why it failed, as a code (provider_rejected, timeout, cancelled, ...), beside the message.
+    error_code: str | None = None
     error_message: str | None = None
     credits_used: int = 0
     credits_refunded: int = 0
