@@ -158,8 +158,3 @@ async def lookup(db: Database, key_hash: str) -> Principal:
         rate_limit_per_second=row.rate_limit_per_second,
         max_concurrent_jobs=row.max_concurrent_jobs,
     )
-
-
-async def authenticate(db: Database, authorization: str | None) -> Principal:
-    """Resolve an `Authorization: Bearer sk-...` header straight from the database."""
-    return await lookup(db, hash_key(bearer_token(authorization)))
