@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 from vidgate.keys.service import Principal
+from vidgate.ttlcache import TtlCache
 
 DEFAULT_TTL_S = 1.0
 
@@ -24,39 +25,30 @@ class PrincipalCache:
         max_entries: int = 100_000,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.ttl_s = ttl_s
-        self.max_entries = max_entries
-        self._clock = clock
-        self._entries: dict[str, tuple[float, Principal]] = {}
+        self._by_hash: TtlCache[str, Principal] = TtlCache(
+            ttl_s=ttl_s, max_entries=max_entries, clock=clock
+        )
         self._hash_of_key: dict[int, str] = {}
 
+    @property
+    def ttl_s(self) -> float:
+        return self._by_hash.ttl_s
+
     def get(self, key_hash: str) -> Principal | None:
-        entry = self._entries.get(key_hash)
-        if entry is None:
-            return None
-        expires, principal = entry
-        if self._clock() >= expires:
-            del self._entries[key_hash]
-            return None
-        return principal
+        return self._by_hash.get(key_hash)
 
     def put(self, key_hash: str, principal: Principal) -> None:
-        if self.ttl_s <= 0:
-            return
-        if len(self._entries) >= self.max_entries:
-            self._evict_expired()
-        self._entries[key_hash] = (self._clock() + self.ttl_s, principal)
+        if len(self._hash_of_key) >= self._by_hash.max_entries:
+            # Forget the keys whose entries are gone, so the reverse map stays bounded.
+            self._hash_of_key = {
+                key_id: key_hash
+                for key_id, key_hash in self._hash_of_key.items()
+                if self._by_hash.get(key_hash) is not None
+            }
+        self._by_hash.put(key_hash, principal)
         self._hash_of_key[principal.key_id] = key_hash
 
     def invalidate_key(self, key_id: int) -> None:
         key_hash = self._hash_of_key.pop(key_id, None)
         if key_hash is not None:
-            self._entries.pop(key_hash, None)
-
-    def _evict_expired(self) -> None:
-        now = self._clock()
-        for key_hash in [h for h, (expires, _) in self._entries.items() if expires <= now]:
-            del self._entries[key_hash]
-        if len(self._entries) >= self.max_entries:  # all fresh: start over rather than grow
-            self._entries.clear()
-            self._hash_of_key.clear()
+            self._by_hash.pop(key_hash)
