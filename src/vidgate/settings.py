@@ -74,6 +74,11 @@ class Settings(BaseSettings):
 
     # Model catalogue (TOML); default: the built-in one
     catalogue_path: Path | None = None
+    # Upstream instances (TOML, `[providers.NAME]`); none: every model runs on built-in providers
+    providers_path: Path | None = None
+    # Content moderation policy (TOML: word and regex lists per model, an optional external
+    # /v1/moderations endpoint); none: prompts are not moderated
+    moderation_path: Path | None = None
 
     # Opt-in failure injection in the sample provider (prompt markers), for client tests
     sample_failure_injection: bool = False

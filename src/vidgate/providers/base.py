@@ -2,7 +2,10 @@
 
 Adapters never touch the database. They raise TechnicalError for failures worth retrying (timeouts,
 5xx, 429, a lost local job) and LogicalError for failures that end the task (rejected input,
-moderation), which the worker turns into `failed` plus a refund.
+moderation), which the worker turns into `failed` plus a refund. Two technical errors say more
+about a submit: ChannelFault (the channel itself is broken: its breaker opens and the task fails
+over) and SubmitUncertain (the answer was lost, so the upstream may hold the job: the same channel
+is asked again with the same idempotency key, never another one).
 """
 
 from __future__ import annotations
@@ -45,6 +48,10 @@ class JobStatus:
     state: JobState
     progress: int = 0  # 0-100
     error: str | None = None  # set when FAILED: shown to the user as error_message
+    # set when FAILED, when the upstream said why in words we know (e.g. "content_blocked")
+    error_code: str | None = None
+    # What the upstream charged for the job in its own credits, when it says (settlement).
+    upstream_credits: int | None = None
     result_file: Path | None = None  # a finished local file (local providers)
     result_urls: tuple[str, ...] = field(default_factory=tuple)  # upstream URLs (remote providers)
 
@@ -66,13 +73,42 @@ class TechnicalError(ProviderError):
         self.retry_after_s = retry_after_s
 
 
+class ChannelFault(TechnicalError):
+    """The channel cannot take work at all (bad credentials, no credit upstream, forbidden):
+    its breaker opens at once and a submit fails over to the next channel. Logged for the
+    operator; the user sees only that the task moved on."""
+
+
+class SubmitUncertain(TechnicalError):
+    """A submit whose answer was lost (timeout, dropped connection): the upstream may have
+    accepted it. Retried on the same channel with the same idempotency key, never failed over."""
+
+
 class LogicalError(ProviderError):
-    """Final: the task fails and is refunded; the message is shown to the user."""
+    """Final: the task fails and is refunded; the message is shown to the user.
+
+    `code`: the task's error_code (a TaskErrorCode value), e.g. "content_blocked" when the
+    upstream's moderation refused the prompt.
+    """
+
+    def __init__(self, message: str, *, code: str = "provider_rejected") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class JobLost(TechnicalError):
     """The provider no longer knows the job (a local renderer restarted). Only providers that
     declare `runs_locally` get their job submitted again; others fail the task."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProviderCheck:
+    """What `vidgate providers check` prints for one provider."""
+
+    reachable: bool
+    authenticated: bool | None = None  # None: the protocol cannot tell
+    balance: int | None = None  # the upstream's credits, where the protocol has a balance
+    detail: str = ""  # one line: what failed, or what was seen
 
 
 class Provider(Protocol):
@@ -83,12 +119,23 @@ class Provider(Protocol):
     runs_locally: bool
     # How often its jobs are worth polling; None: the gateway's provider_poll_interval_s.
     poll_interval_s: float | None
+    # At most this many of its jobs in flight at once, across all workers (None: no cap);
+    # tasks beyond it wait their turn.
+    max_concurrent: int | None
+    # Hosts (host or host:port) whose result URLs are fetched without the public-address check:
+    # the operator configured this upstream, so its own host is trusted. Any other result URL
+    # goes through the safe fetcher.
+    trusted_hosts: frozenset[str]
 
     async def submit(self, request: GenerationRequest) -> Submission: ...
 
     async def poll(self, upstream_id: str) -> JobStatus: ...
 
     async def cancel(self, upstream_id: str) -> None: ...
+
+    async def check(self) -> ProviderCheck:
+        """Reachability, authentication and balance, for `vidgate providers check`."""
+        ...
 
     async def close(self) -> None:
         """Stop local jobs and close connections (the gateway is shutting down)."""

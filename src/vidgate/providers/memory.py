@@ -13,6 +13,7 @@ from vidgate.providers.base import (
     GenerationRequest,
     JobState,
     JobStatus,
+    ProviderCheck,
     ProviderError,
     Submission,
 )
@@ -23,6 +24,8 @@ class InMemoryProvider:
     name: str = "memory"
     runs_locally: bool = False
     poll_interval_s: float | None = None
+    max_concurrent: int | None = None
+    trusted_hosts: frozenset[str] = frozenset()
     # Each submit pops the next item: an exception to raise, or None to accept.
     submit_script: deque[ProviderError | None] = field(default_factory=deque)
     # Each poll pops the next item (the last one repeats): a status, or an exception to raise.
@@ -50,6 +53,9 @@ class InMemoryProvider:
 
     async def cancel(self, upstream_id: str) -> None:
         self.cancelled.append(upstream_id)
+
+    async def check(self) -> ProviderCheck:
+        return ProviderCheck(reachable=True, authenticated=True, detail="in-memory script")
 
     async def close(self) -> None:
         self.closed = True

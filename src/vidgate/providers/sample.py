@@ -28,6 +28,7 @@ from vidgate.providers.base import (
     JobLost,
     JobState,
     JobStatus,
+    ProviderCheck,
     Submission,
     TechnicalError,
 )
@@ -76,6 +77,8 @@ class SampleProvider:
     name = "sample"
     runs_locally = True
     poll_interval_s: float | None = 0.25  # a local poll is a dict lookup
+    max_concurrent: int | None = None  # renders queue in its own thread pool
+    trusted_hosts: frozenset[str] = frozenset()  # its results are local files
 
     def __init__(
         self, *, work_dir: Path, failure_injection: bool = False, max_parallel_renders: int = 1
@@ -182,3 +185,21 @@ class SampleProvider:
             job.stop.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def check(self) -> ProviderCheck:
+        writable = await asyncio.to_thread(_writable, self.work_dir)
+        detail = f"renders locally into {self.work_dir}"
+        if not writable:
+            detail = f"cannot write to {self.work_dir}"
+        return ProviderCheck(reachable=writable, authenticated=None, detail=detail)
+
+
+def _writable(directory: Path) -> bool:
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".check-{secrets.token_hex(4)}"
+        probe.touch()
+        probe.unlink()
+    except OSError:
+        return False
+    return True
