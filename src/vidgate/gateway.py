@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from vidgate.api.render_cache import RenderCache
 from vidgate.db.engine import Database, open_database
 from vidgate.keys.cache import PrincipalCache
-from vidgate.net.fetch import FetchPolicy
+from vidgate.moderation.base import AllowAll, Moderator
+from vidgate.net.fetch import FetchPolicy, IPNetwork
 from vidgate.providers.base import Provider
 from vidgate.providers.catalogue import Catalogue, ModelSpec
 from vidgate.providers.factory import build_providers
@@ -39,6 +40,7 @@ class Gateway:
     rate_limiter: RateLimiter
     principals: PrincipalCache
     rendered_tasks: RenderCache = field(default_factory=RenderCache)
+    moderator: Moderator = field(default_factory=AllowAll)
     worker: Worker | None = field(default=None)
 
     @classmethod
@@ -84,11 +86,17 @@ class Gateway:
 
     # -- the embedded or standalone worker -------------------------------------------------
 
+    @property
+    def allowed_networks(self) -> tuple[IPNetwork, ...]:
+        """The operator's allow-list of otherwise refused addresses for user-supplied URLs."""
+        return tuple(
+            ipaddress.ip_network(n, strict=False)
+            for n in self.settings.fetch_allowed_private_networks
+        )
+
     def _fetch_policies(self) -> tuple[FetchPolicy, FetchPolicy]:
         settings = self.settings
-        networks = tuple(
-            ipaddress.ip_network(n, strict=False) for n in settings.fetch_allowed_private_networks
-        )
+        networks = self.allowed_networks
         inputs = FetchPolicy(
             max_bytes=settings.fetch_max_bytes,
             timeout_s=settings.fetch_timeout_s,

@@ -34,6 +34,7 @@ __all__ = [
     "FetchError",
     "FetchPolicy",
     "FetchedFile",
+    "IPNetwork",
     "UnsafeURLError",
     "fetch_to_file",
     "fetch_url",

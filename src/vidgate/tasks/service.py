@@ -26,6 +26,8 @@ from vidgate.errors import (
     UpstreamUnavailable,
 )
 from vidgate.keys.service import Principal
+from vidgate.moderation.base import Moderator
+from vidgate.net.fetch import IPNetwork
 from vidgate.providers.catalogue import Catalogue, ModelSpec
 from vidgate.tasks import idempotency, repository, transitions
 from vidgate.tasks.commands import CreateTask
@@ -63,7 +65,10 @@ class Validated:
     params: dict[str, Any]
 
 
-def validate(command: CreateTask, catalogue: Catalogue) -> Validated:
+def validate(
+    command: CreateTask, catalogue: Catalogue, *, allowed_networks: tuple[IPNetwork, ...] = ()
+) -> Validated:
+    """`allowed_networks`: the operator's allow-list for otherwise refused input addresses."""
     model = catalogue.get(command.model)
     if command.type not in model.types:
         allowed = ", ".join(model.types)
@@ -98,9 +103,13 @@ async def create_task(
     catalogue: Catalogue,
     routing: Routing,
     default_max_concurrent_jobs: int,
+    allowed_networks: tuple[IPNetwork, ...] = (),
+    moderator: Moderator | None = None,
     lock_timeout_ms: int = IDEMPOTENCY_LOCK_TIMEOUT_MS,
 ) -> CreateOutcome:
-    checked = validate(command, catalogue)
+    checked = validate(command, catalogue, allowed_networks=allowed_networks)
+    if moderator is not None:  # before any charge: a blocked prompt leaves no trace
+        await moderator.check(model=checked.model.id, prompt=command.prompt or "")
     if not routing.accepts(checked.model):
         raise UpstreamUnavailable(
             f"no provider is configured for model {checked.model.id}",

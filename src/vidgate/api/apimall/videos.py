@@ -38,6 +38,7 @@ POLL_AFTER_MS = "2000"
         errors.UnsupportedMediaType,
         errors.TooManyConcurrentJobs,
         errors.UpstreamUnavailable,
+        errors.ContentBlocked,
     ),
 )
 async def generate(
@@ -69,6 +70,8 @@ async def generate(
         catalogue=gateway.catalogue,
         routing=gateway,
         default_max_concurrent_jobs=gateway.settings.max_concurrent_jobs,
+        allowed_networks=gateway.allowed_networks,
+        moderator=gateway.moderator,
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
