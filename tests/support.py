@@ -46,6 +46,13 @@ async def make_caller(db: Database, *, credits: int = 100, title: str = "test") 
     return Caller(account_id=account.id, key_id=key.id, api_key=plaintext)
 
 
+class AcceptAll:
+    """Routing for service-level tests: every model can be queued (tasks/service.py Routing)."""
+
+    def check_routable(self, model: object) -> None:
+        return None
+
+
 # -- real gateway processes ---------------------------------------------------------------
 
 _KEY_PATTERN = re.compile(r"\bsk-[0-9a-f]{48}\b")

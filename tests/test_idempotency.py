@@ -7,13 +7,13 @@ import asyncio
 import pytest
 from sqlalchemy import func, select, text
 
-from support import Caller, make_caller
+from support import AcceptAll, Caller, make_caller
 from vidgate.db.engine import Database, open_database
 from vidgate.db.models import IdempotencyRecord, VideoTask
 from vidgate.db.types import utcnow
 from vidgate.errors import IdempotencyKeyInUse
 from vidgate.keys.service import Principal
-from vidgate.providers.catalogue import Catalogue, ModelSpec
+from vidgate.providers.catalogue import Catalogue
 from vidgate.tasks import idempotency, service
 from vidgate.tasks.commands import CreateTask
 
@@ -21,11 +21,6 @@ CATALOGUE = Catalogue.load()
 COMMAND = CreateTask(
     surface="apimall", model="sora2", prompt="a lighthouse", options={"n_frames": "10"}
 )
-
-
-class AcceptAll:
-    def accepts(self, model: ModelSpec) -> bool:
-        return True
 
 
 async def create(

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, func, select
 
-from support import make_caller
+from support import AcceptAll, make_caller
 from vidgate.db.engine import Database
 from vidgate.db.models import TaskEvent
 from vidgate.db.types import utcnow
@@ -16,7 +16,7 @@ from vidgate.errors import TooManyConcurrentJobs
 from vidgate.keys.service import Principal
 from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import Provider
-from vidgate.providers.catalogue import Catalogue, ModelSpec
+from vidgate.providers.catalogue import Catalogue
 from vidgate.providers.memory import InMemoryProvider
 from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
@@ -43,11 +43,6 @@ CATALOGUE = Catalogue.from_dict(
         }
     }
 )
-
-
-class AcceptAll:
-    def accepts(self, model: ModelSpec) -> bool:
-        return True
 
 
 async def create(db: Database, model: str) -> tuple[str, int]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, update
 
-from support import Caller, make_caller, static_http_server
+from support import AcceptAll, Caller, make_caller, static_http_server
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import VideoTask
@@ -31,7 +31,7 @@ from vidgate.providers.base import (
     Provider,
     TechnicalError,
 )
-from vidgate.providers.catalogue import Catalogue, ModelSpec
+from vidgate.providers.catalogue import Catalogue
 from vidgate.providers.memory import InMemoryProvider
 from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
@@ -48,11 +48,6 @@ from vidgate.worker.runner import TaskRunner
 LOOPBACK = FetchPolicy(
     max_bytes=1 << 20, timeout_s=5, allowed_private_networks=(ip_network("127.0.0.0/8"),)
 )
-
-
-class AcceptAll:
-    def accepts(self, model: ModelSpec) -> bool:
-        return True
 
 
 CATALOGUE = Catalogue.from_dict(

@@ -120,6 +120,9 @@ class VideoTask(Base):
 
     credits_used: Mapped[int] = mapped_column(BigInteger, default=0)
     credits_refunded: Mapped[int] = mapped_column(BigInteger, default=0)
+    # What the channel's upstream says it charged, in its own credits (None: it did not say);
+    # beside credits_used it shows the operator's margin per channel.
+    channel_cost: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(64), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
     result_urls: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -147,6 +150,19 @@ class IdempotencyRecord(Base):
     status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class ChannelSlots(Base):
+    """Upstream jobs in flight per provider instance, across every worker: the conditional
+    UPDATE that takes a slot enforces the provider's max_concurrent exactly on both backends.
+    A task holds its channel's slot from the moment it is routed there until it ends or fails
+    over; the ending transitions give it back in their own transaction."""
+
+    __tablename__ = "channel_slots"
+    __table_args__ = (CheckConstraint("in_flight >= 0", name="ck_channel_slots_non_negative"),)
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    in_flight: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class TaskEvent(Base):

@@ -36,6 +36,9 @@ class GenerationRequest:
     # Fetched input files (first image only for now). They exist only while submit() runs;
     # a provider that reads them later keeps its own copy.
     images: tuple[Path, ...] = ()
+    # The user's image URLs as given (already fetched once, so known to be images): upstreams
+    # whose protocol takes URLs (API Mall's) get these rather than the files.
+    image_urls: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -117,8 +120,10 @@ class Provider(Protocol):
     # process, so the worker follows one to its end inside one held lease, and a job lost with
     # a dead worker is rendered again, which costs nobody money.
     runs_locally: bool
-    # How often its jobs are worth polling; None: the gateway's provider_poll_interval_s.
+    # How often its jobs are worth polling; None: the gateway's provider_poll_interval_s. A
+    # remote job is polled more seldom as it ages, up to max_poll_interval_s (None: no backoff).
     poll_interval_s: float | None
+    max_poll_interval_s: float | None
     # At most this many of its jobs in flight at once, across all workers (None: no cap);
     # tasks beyond it wait their turn.
     max_concurrent: int | None

@@ -89,9 +89,12 @@ class PriceRule:
 @dataclass(frozen=True, kw_only=True)
 class ChannelSpec:
     """One way to run a model: a provider adapter, on a worker queue, with its retry policy
-    (None: the worker's default)."""
+    (None: the worker's default). Channels are tried as DNS SRV records are (RFC 2782): lowest
+    `priority` first; among equal priorities, at random in proportion to `weight`."""
 
     provider: str
+    priority: int = 0
+    weight: int = 1
     upstream_model: str | None = None
     only_without_upstream: bool = False
     queue: str = DEFAULT_QUEUE

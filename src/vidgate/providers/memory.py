@@ -24,6 +24,7 @@ class InMemoryProvider:
     name: str = "memory"
     runs_locally: bool = False
     poll_interval_s: float | None = None
+    max_poll_interval_s: float | None = None
     max_concurrent: int | None = None
     trusted_hosts: frozenset[str] = frozenset()
     # Each submit pops the next item: an exception to raise, or None to accept.

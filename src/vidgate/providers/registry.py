@@ -1,11 +1,15 @@
-"""Which providers are configured, and which channel serves each model."""
+"""Which providers are configured, which channels serve each model, in what order, and the
+circuit breaker of each channel."""
 
 from __future__ import annotations
 
 import logging
+import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from vidgate.providers.base import Provider
+from vidgate.providers.breaker import CircuitBreaker
 from vidgate.providers.catalogue import Catalogue, ChannelSpec, ModelSpec
 
 logger = logging.getLogger("vidgate.providers")
@@ -18,9 +22,19 @@ class Route:
 
 
 class ProviderRegistry:
-    def __init__(self, catalogue: Catalogue, providers: dict[str, Provider]) -> None:
+    def __init__(
+        self,
+        catalogue: Catalogue,
+        providers: dict[str, Provider],
+        *,
+        new_breaker: Callable[[], CircuitBreaker] = CircuitBreaker,
+        rng: random.Random | None = None,
+    ) -> None:
         self.catalogue = catalogue
         self.providers = providers
+        # One breaker per provider instance: models sharing an upstream share its health.
+        self.breakers = {name: new_breaker() for name in providers}
+        self._rng = rng or random.Random()
         self.routes: dict[str, tuple[Route, ...]] = {
             model.id: self._routes_for(model) for model in catalogue.models.values()
         }
@@ -36,6 +50,35 @@ class ProviderRegistry:
 
     def provider(self, name: str) -> Provider | None:
         return self.providers.get(name)
+
+    def breaker(self, name: str) -> CircuitBreaker | None:
+        return self.breakers.get(name)
+
+    def in_order(self, model_id: str) -> list[Route]:
+        """The model's routes in the order to try them this time: ascending priority, and
+        within a priority a weighted random order (RFC 2782's selection)."""
+        routes = sorted(self.routes_for(model_id), key=lambda r: r.channel.priority)
+        ordered: list[Route] = []
+        while routes:
+            priority = routes[0].channel.priority
+            group = [r for r in routes if r.channel.priority == priority]
+            routes = routes[len(group) :]
+            while group:
+                pick = self._rng.choices(group, weights=[r.channel.weight for r in group])[0]
+                group.remove(pick)
+                ordered.append(pick)
+        return ordered
+
+    def unavailable_for(self, model_id: str) -> float | None:
+        """Seconds until one of the model's channels may be tried again, when every one of
+        them has its breaker open; None while any channel takes work."""
+        waits: list[float] = []
+        for route in self.routes_for(model_id):
+            breaker = self.breakers.get(route.channel.provider)
+            if breaker is None or breaker.would_allow():
+                return None
+            waits.append(breaker.retry_after_s())
+        return min(waits) if waits else None
 
     def log_routing(self) -> None:
         """Say plainly, at startup, where each model's tasks will go."""

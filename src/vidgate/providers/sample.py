@@ -77,6 +77,7 @@ class SampleProvider:
     name = "sample"
     runs_locally = True
     poll_interval_s: float | None = 0.25  # a local poll is a dict lookup
+    max_poll_interval_s: float | None = None
     max_concurrent: int | None = None  # renders queue in its own thread pool
     trusted_hosts: frozenset[str] = frozenset()  # its results are local files
 

@@ -18,12 +18,13 @@ from sqlalchemy import JSON, Connection, Table, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from vidgate.db.backend import Backend, Lean, Row, Sql, convert_row, lean
-from vidgate.db.models import TaskEvent, VideoTask
+from vidgate.db.models import ChannelSlots, TaskEvent, VideoTask
 from vidgate.db.types import UTCDateTime
 from vidgate.tasks.states import IN_FLIGHT, TERMINAL
 
 tasks = cast(Table, VideoTask.__table__)
 events = cast(Table, TaskEvent.__table__)
+slots = cast(Table, ChannelSlots.__table__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -53,6 +54,7 @@ class TaskRecord:
     progress: int
     credits_used: int
     credits_refunded: int
+    channel_cost: int | None
     error_code: str | None
     error_message: str | None
     result_urls: list[str]
@@ -88,6 +90,20 @@ IN_FLIGHT_JOBS = Sql("SELECT in_flight_jobs FROM api_keys WHERE id = :api_key_id
 FREE_JOB_SLOT = Sql(
     "UPDATE api_keys SET in_flight_jobs = in_flight_jobs - 1 WHERE id = :api_key_id"
 )
+# A provider's upstream jobs in flight (db/models.py ChannelSlots). The row is made on first use;
+# `ON CONFLICT DO NOTHING` is spelled the same in SQLite and PostgreSQL.
+ADD_CHANNEL_ROW = Sql(
+    "INSERT INTO channel_slots (name, in_flight) VALUES (:name, 0) ON CONFLICT (name) DO NOTHING"
+)
+TAKE_CHANNEL_SLOT = Sql(
+    "UPDATE channel_slots SET in_flight = in_flight + 1 "
+    "WHERE name = :name AND in_flight < :cap RETURNING in_flight"
+)
+# Never below zero, even for a task routed before slots were counted: ending it must not fail.
+FREE_CHANNEL_SLOT = Sql(
+    "UPDATE channel_slots SET in_flight = in_flight - 1 WHERE name = :name AND in_flight > 0"
+)
+UNLIMITED_SLOTS = 2**31 - 1
 INSERT_EVENT = Sql(
     "INSERT INTO task_events (task_id, account_id, kind, status, data, created_at) "
     "VALUES (:task_id, :account_id, :kind, :status, :data, :created_at)"
@@ -145,6 +161,23 @@ def in_flight_jobs(conn: Connection, *, api_key_id: int) -> int:
 
 def free_job_slot(conn: Connection, *, api_key_id: int) -> None:
     lean(conn).execute(conn, FREE_JOB_SLOT, {"api_key_id": api_key_id})
+
+
+def take_channel_slot(conn: Connection, *, channel: str, cap: int | None) -> bool:
+    """Count one more job in flight on the channel, unless it has `cap` already."""
+    via = lean(conn)
+    via.execute(conn, ADD_CHANNEL_ROW, {"name": channel})
+    rows = via.execute(conn, TAKE_CHANNEL_SLOT, {"name": channel, "cap": cap or UNLIMITED_SLOTS})
+    return bool(rows)
+
+
+def free_channel_slot(conn: Connection, *, channel: str) -> None:
+    lean(conn).execute(conn, FREE_CHANNEL_SLOT, {"name": channel})
+
+
+def channel_in_flight(conn: Connection) -> dict[str, int]:
+    rows = conn.execute(select(slots.c.name, slots.c.in_flight))
+    return {name: int(count) for name, count in rows}
 
 
 def history(

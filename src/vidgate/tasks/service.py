@@ -23,7 +23,6 @@ from vidgate.errors import (
     InvalidRequest,
     NotFound,
     TooManyConcurrentJobs,
-    UpstreamUnavailable,
 )
 from vidgate.keys.service import Principal
 from vidgate.moderation.base import Moderator
@@ -44,8 +43,8 @@ def new_task_id() -> str:
 
 
 class Routing(Protocol):
-    def accepts(self, model: ModelSpec) -> bool:
-        """Whether some worker (here or elsewhere) can run this model's tasks."""
+    def check_routable(self, model: ModelSpec) -> None:
+        """Raise UpstreamUnavailable (503) when no worker could take this model's tasks now."""
         ...
 
 
@@ -110,11 +109,7 @@ async def create_task(
     checked = validate(command, catalogue, allowed_networks=allowed_networks)
     if moderator is not None:  # before any charge: a blocked prompt leaves no trace
         await moderator.check(model=checked.model.id, prompt=command.prompt or "")
-    if not routing.accepts(checked.model):
-        raise UpstreamUnavailable(
-            f"no provider is configured for model {checked.model.id}",
-            headers={"Retry-After": "60"},
-        )
+    routing.check_routable(checked.model)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     body_fingerprint = command.fingerprint()
     max_jobs = principal.max_concurrent_jobs or default_max_concurrent_jobs
@@ -145,6 +140,7 @@ async def create_task(
         "progress": 0,
         "credits_used": checked.credits,
         "credits_refunded": 0,
+        "channel_cost": None,
         "error_code": None,
         "error_message": None,
         "result_urls": [],

@@ -76,8 +76,17 @@ class TaskErrorCode(StrEnum):
     UPSTREAM_ERROR = "upstream_error"  # technical errors until the retry policy gave up
     UPSTREAM_LOST = "upstream_lost"  # the provider no longer knows the job
     NO_PROVIDER = "no_provider"  # no configured provider serves the model
+    CONTENT_BLOCKED = "content_blocked"  # the upstream's moderation refused it after acceptance
     INVALID_INPUT = "invalid_input"  # an input URL that may not be fetched
     INPUT_FETCH_FAILED = "input_fetch_failed"  # an input URL that could not be fetched
     TIMEOUT = "timeout"  # past the model's time limit
     CANCELLED = "cancelled"
     INTERNAL_ERROR = "internal_error"
+
+
+def error_code_of(value: str | None, default: TaskErrorCode) -> TaskErrorCode:
+    """A provider's error code as ours, or `default` for one we do not know."""
+    try:
+        return TaskErrorCode(value) if value else default
+    except ValueError:
+        return default

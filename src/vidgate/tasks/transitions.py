@@ -51,10 +51,12 @@ def _move(
         owner=owner,
         sources=sources_of(target),
         values={"status": target.value, "updated_at": at, **values},
-        returning=("account_id", "api_key_id", "credits_used"),
+        returning=("account_id", "api_key_id", "credits_used", "channel"),
     )
     if row is not None and target.value in TERMINAL:
         repository.free_job_slot(conn, api_key_id=row.api_key_id)
+        if row.channel is not None:
+            repository.free_channel_slot(conn, channel=row.channel)
     if row is not None and event is not None:
         repository.insert_event(
             conn,
@@ -144,7 +146,15 @@ def progressed(
     return row is not None
 
 
-def completed(conn: Connection, task_id: str, owner: str, *, at: datetime, file_key: str) -> bool:
+def completed(
+    conn: Connection,
+    task_id: str,
+    owner: str,
+    *,
+    at: datetime,
+    file_key: str,
+    channel_cost: int | None = None,
+) -> bool:
     row = _move(
         conn,
         task_id,
@@ -156,6 +166,7 @@ def completed(conn: Connection, task_id: str, owner: str, *, at: datetime, file_
             "progress": 100,
             "file_key": file_key,
             "completed_at": at,
+            "channel_cost": channel_cost,
             **_NO_LEASE,
         },
         event=EventKind.COMPLETED,
@@ -170,9 +181,11 @@ def failed(
     at: datetime,
     code: TaskErrorCode,
     message: str,
+    channel_cost: int | None = None,
 ) -> bool:
     """End a task as failed and give its credits back. Not fenced by the lease: a timeout or an
-    operator may end a task another worker holds; the status fence keeps it exactly once."""
+    operator may end a task another worker holds; the status fence keeps it exactly once.
+    `channel_cost`: what the upstream still charged us for it, when it says."""
     return _end_unleased(
         conn,
         task_id,
@@ -182,6 +195,7 @@ def failed(
         message=message,
         refund=True,
         data={"error_code": code.value, "error_message": message},
+        extra={} if channel_cost is None else {"channel_cost": channel_cost},
     )
 
 
@@ -209,6 +223,7 @@ def _end_unleased(
     message: str,
     refund: bool,
     data: dict[str, Any],
+    extra: dict[str, Any] | None = None,
 ) -> bool:
     row = _move(
         conn,
@@ -222,6 +237,7 @@ def _end_unleased(
             "error_message": message,
             "credits_refunded": tasks.c.credits_used if refund else 0,
             "completed_at": at,
+            **(extra or {}),
             **_NO_LEASE,
         },
         event=EventKind(target.value),
@@ -253,6 +269,39 @@ def release(conn: Connection, task_id: str, owner: str) -> bool:
     return _housekeep(conn, task_id, owner, dict(_NO_LEASE))
 
 
+def routed(conn: Connection, task_id: str, owner: str, *, channel: str, cap: int | None) -> bool:
+    """Route a task about to be submitted to `channel`, taking one of its slots; False when the
+    channel is full (`cap` jobs in flight) or we lost the lease. From here until the task ends or
+    fails over, a retried submit goes to this channel only: it may hold the job already."""
+    if not repository.take_channel_slot(conn, channel=channel, cap=cap):
+        return False
+    row = repository.update_task(
+        conn,
+        task_id,
+        owner=owner,
+        sources=(TaskStatus.PENDING.value,),
+        values={"channel": channel},
+    )
+    if row is None:  # not ours any more: give the slot straight back, in this same transaction
+        repository.free_channel_slot(conn, channel=channel)
+    return row is not None
+
+
+def unrouted(conn: Connection, task_id: str, owner: str, *, channel: str) -> bool:
+    """The channel refused the task outright (nothing accepted upstream): free its slot so the
+    task can fail over to the next channel."""
+    row = repository.update_task(
+        conn,
+        task_id,
+        owner=owner,
+        sources=(TaskStatus.PENDING.value,),
+        values={"channel": None},
+    )
+    if row is not None:
+        repository.free_channel_slot(conn, channel=channel)
+    return row is not None
+
+
 def retry_later(
     conn: Connection,
     task_id: str,
@@ -262,9 +311,12 @@ def retry_later(
     run_after: datetime,
     step: TaskStep | None = None,
     clear_upstream: bool = False,
+    count_attempt: bool = True,
 ) -> bool:
+    """Hand the task back until `run_after`. `count_attempt=False`: it is waiting its turn (a
+    full or open channel), which is not a failed try."""
     values: dict[str, Any] = {
-        "attempts": tasks.c.attempts + 1,
+        "attempts": tasks.c.attempts + (1 if count_attempt else 0),
         "run_after": run_after,
         "updated_at": at,
         **_NO_LEASE,

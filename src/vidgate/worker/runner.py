@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import random
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -25,12 +27,14 @@ from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import (
+    ChannelFault,
     GenerationRequest,
     JobLost,
     JobState,
     JobStatus,
     LogicalError,
     Provider,
+    SubmitUncertain,
     TechnicalError,
 )
 from vidgate.providers.catalogue import Catalogue
@@ -38,11 +42,27 @@ from vidgate.providers.registry import ProviderRegistry, Route
 from vidgate.storage.base import FileStore
 from vidgate.tasks import repository, transitions
 from vidgate.tasks.repository import TaskRecord
-from vidgate.tasks.states import TaskErrorCode, TaskStep
+from vidgate.tasks.states import TaskErrorCode, TaskStep, error_code_of
 from vidgate.worker import media
 from vidgate.worker.retry import RetryPolicy
 
 logger = logging.getLogger("vidgate.worker")
+
+
+# A task that finds every channel full (or open) looks again after about this long.
+WAIT_TURN_S = 1.0
+# A remote job is polled at intervals of about this share of its age (between the provider's
+# poll interval and its maximum), each jittered, so a thousand jobs submitted together do not
+# poll the upstream in lockstep.
+POLL_AGE_SHARE = 0.25
+POLL_JITTER = 0.2
+
+
+def poll_delay(*, base_s: float, max_s: float | None, age_s: float) -> float:
+    if max_s is None:
+        return base_s
+    delay = min(max_s, max(base_s, age_s * POLL_AGE_SHARE))
+    return delay * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
 
 
 def _remove(paths: tuple[Path, ...]) -> None:
@@ -53,10 +73,13 @@ def _remove(paths: tuple[Path, ...]) -> None:
 class _TaskFailed(Exception):
     """Ends the task as failed (and refunded) with a message for the user."""
 
-    def __init__(self, code: TaskErrorCode, message: str) -> None:
+    def __init__(
+        self, code: TaskErrorCode, message: str, *, channel_cost: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
+        self.channel_cost = channel_cost
 
 
 class TaskRunner:
@@ -111,9 +134,10 @@ class TaskRunner:
                 assert provider is not None
                 return await self._poll(task, provider)
         except _TaskFailed as failure:
-            await self._fail(task, failure.code, failure.message)
+            await self._fail(task, failure.code, failure.message, channel_cost=failure.channel_cost)
         except LogicalError as error:
-            await self._fail(task, TaskErrorCode.PROVIDER_REJECTED, error.message)
+            code = error_code_of(error.code, TaskErrorCode.PROVIDER_REJECTED)
+            await self._fail(task, code, error.message)
         except TechnicalError as error:
             return await self._retry_or_fail(task, error)
         except Exception as error:
@@ -128,25 +152,111 @@ class TaskRunner:
     async def _submit(self, task: TaskRecord, routes: tuple[Route, ...]) -> datetime | None:
         images = await self._fetch_inputs(task)
         try:
-            return await self._submit_to_first_taker(task, routes, images)
+            if task.channel is not None:
+                return await self._submit_again(task, routes, images)
+            return await self._submit_to_first_taker(task, images)
         finally:  # providers read their inputs during submit (and keep copies they need)
             await asyncio.to_thread(_remove, images)
 
     async def _submit_to_first_taker(
+        self, task: TaskRecord, images: tuple[Path, ...]
+    ) -> datetime | None:
+        """Try the model's channels in order; fail over only while no upstream accepted it."""
+        last_error: TechnicalError | None = None
+        for route in self.registry.in_order(task.model):
+            name = route.channel.provider
+            breaker = self.registry.breaker(name)
+            if breaker is not None and not breaker.allows():
+                continue
+            if not await self._route(task, route):
+                continue  # full: another channel may have room, or the task waits its turn
+            try:
+                submission = await route.provider.submit(self._request(task, route, images))
+            except SubmitUncertain:
+                self._record(name, ok=False)
+                raise  # it stays routed here: the retry asks the same channel, same key
+            except ChannelFault as fault:
+                self._record(name, fault=True)
+                logger.warning(
+                    "task %s: channel %s is faulty, failing over: %s", task.id, name, fault
+                )
+                last_error = fault
+            except TechnicalError as error:
+                self._record(name, ok=False)
+                logger.warning("task %s: channel %s refused it: %s", task.id, name, error)
+                last_error = error
+            except LogicalError:
+                self._record(name, ok=True)  # the channel works; it judged the input
+                raise
+            else:
+                self._record(name, ok=True)
+                return await self._submitted(task, route.provider, submission.upstream_id)
+            await self._unroute(task, name)
+        if last_error is not None:
+            raise last_error
+        return await self._wait_turn(task)
+
+    async def _submit_again(
         self, task: TaskRecord, routes: tuple[Route, ...], images: tuple[Path, ...]
     ) -> datetime | None:
-        last_error: TechnicalError | None = None
-        for route in routes:  # fail over only while nothing has been accepted upstream
-            provider = route.provider
-            try:
-                submission = await provider.submit(self._request(task, route, images))
-            except TechnicalError as error:
-                logger.warning("task %s: %s refused: %s", task.id, provider.name, error)
-                last_error = error
-                continue
-            return await self._submitted(task, provider, submission.upstream_id)
-        assert last_error is not None
-        raise last_error
+        """A routed task whose submit may have reached its channel (the answer was lost, or the
+        worker died): only that channel is asked again, with the same idempotency key."""
+        route = next((r for r in routes if r.channel.provider == task.channel), None)
+        if route is None:
+            raise _TaskFailed(
+                TaskErrorCode.NO_PROVIDER,
+                f"channel {task.channel} of this task is no longer configured",
+            )
+        name = route.channel.provider
+        try:
+            submission = await route.provider.submit(self._request(task, route, images))
+        except ChannelFault:
+            self._record(name, fault=True)
+            raise
+        except TechnicalError:
+            self._record(name, ok=False)
+            raise
+        self._record(name, ok=True)
+        return await self._submitted(task, route.provider, submission.upstream_id)
+
+    async def _route(self, task: TaskRecord, route: Route) -> bool:
+        name, cap = route.channel.provider, route.provider.max_concurrent
+        return await self._write(
+            lambda conn: transitions.routed(conn, task.id, self.owner, channel=name, cap=cap)
+        )
+
+    async def _unroute(self, task: TaskRecord, channel: str) -> None:
+        await self._write(
+            lambda conn: transitions.unrouted(conn, task.id, self.owner, channel=channel)
+        )
+
+    async def _wait_turn(self, task: TaskRecord) -> datetime:
+        """Every channel is full or open: wait, without counting a failed try."""
+        waits = [
+            breaker.retry_after_s()
+            for route in self.registry.routes_for(task.model)
+            if (breaker := self.registry.breaker(route.channel.provider)) is not None
+        ]
+        delay = max(WAIT_TURN_S, min(waits, default=0.0)) * random.uniform(0.75, 1.25)
+        now = utcnow()
+        run_after = min(now + timedelta(seconds=delay), task.deadline_at)
+        await self._write(
+            lambda conn: transitions.retry_later(
+                conn, task.id, self.owner, at=now, run_after=run_after, count_attempt=False
+            )
+        )
+        return run_after
+
+    def _record(self, channel: str, *, ok: bool = False, fault: bool = False) -> None:
+        breaker = self.registry.breaker(channel)
+        if breaker is None:
+            return
+        if fault:
+            breaker.trip()
+        elif ok:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
 
     async def _submitted(
         self, task: TaskRecord, provider: Provider, upstream_id: str
@@ -214,6 +324,9 @@ class TaskRunner:
         assert task.upstream_id is not None
         try:
             status = await provider.poll(task.upstream_id)
+        except ChannelFault:
+            self._record(provider.name, fault=True)
+            raise
         except JobLost as lost:
             if not provider.runs_locally:
                 raise _TaskFailed(TaskErrorCode.UPSTREAM_LOST, lost.message) from lost
@@ -232,6 +345,10 @@ class TaskRunner:
                 )
             )
             return now
+        except TechnicalError:
+            self._record(provider.name, ok=False)
+            raise
+        self._record(provider.name, ok=True)
         if status.state == JobState.RUNNING:
             now = utcnow()
             next_poll = self._next_poll(task, provider)
@@ -252,19 +369,26 @@ class TaskRunner:
 
     async def _finish(self, task: TaskRecord, provider: Provider, status: JobStatus) -> None:
         if status.state == JobState.FAILED:
-            raise _TaskFailed(TaskErrorCode.GENERATION_FAILED, status.error or "generation failed")
+            raise _TaskFailed(
+                error_code_of(status.error_code, TaskErrorCode.GENERATION_FAILED),
+                status.error or "generation failed",
+                channel_cost=status.upstream_credits,
+            )
         key = f"{task.id}.mp4"
         await media.store_result(
             self.store,
             key,
             status,
-            policy=self.result_policy,
+            policy=dataclasses.replace(self.result_policy, trusted_hosts=provider.trusted_hosts),
             work_dir=self.work_dir,
             provider=provider.name,
         )
         now = utcnow()
+        cost = status.upstream_credits
         if await self._write(
-            lambda conn: transitions.completed(conn, task.id, self.owner, at=now, file_key=key)
+            lambda conn: transitions.completed(
+                conn, task.id, self.owner, at=now, file_key=key, channel_cost=cost
+            )
         ):
             logger.info("task %s: completed", task.id)
         else:  # it ended meanwhile (timed out): the file has no owner
@@ -287,6 +411,8 @@ class TaskRunner:
             width=int(params["width"]),
             height=int(params["height"]),
             images=images,
+            # The URLs of the images fetched (only the first one is used for now).
+            image_urls=tuple(params.get("image_urls", [])[: len(images)]),
         )
 
     async def _fetch_inputs(self, task: TaskRecord) -> tuple[Path, ...]:
@@ -300,8 +426,13 @@ class TaskRunner:
             raise _TaskFailed(TaskErrorCode(rejected.code), rejected.message) from rejected
 
     def _next_poll(self, task: TaskRecord, provider: Provider) -> datetime:
-        interval = provider.poll_interval_s or self.default_poll_interval_s
-        return min(utcnow() + timedelta(seconds=interval), task.deadline_at)
+        now = utcnow()
+        delay = poll_delay(
+            base_s=provider.poll_interval_s or self.default_poll_interval_s,
+            max_s=provider.max_poll_interval_s,
+            age_s=(now - (task.started_at or now)).total_seconds(),
+        )
+        return min(now + timedelta(seconds=delay), task.deadline_at)
 
     def _retry_policy(self, task: TaskRecord) -> RetryPolicy:
         model = self.catalogue.models.get(task.model)
@@ -355,10 +486,19 @@ class TaskRunner:
             f"task timed out after {limit} s (the limit of model {task.model})",
         )
 
-    async def _fail(self, task: TaskRecord, code: TaskErrorCode, message: str) -> None:
+    async def _fail(
+        self,
+        task: TaskRecord,
+        code: TaskErrorCode,
+        message: str,
+        *,
+        channel_cost: int | None = None,
+    ) -> None:
         now = utcnow()
         if await self._write(
-            lambda conn: transitions.failed(conn, task.id, at=now, code=code, message=message)
+            lambda conn: transitions.failed(
+                conn, task.id, at=now, code=code, message=message, channel_cost=channel_cost
+            )
         ):
             logger.info("task %s: failed (%s): %s; credits refunded", task.id, code, message)
 
