@@ -318,9 +318,19 @@ MODEL = '[models.wan]\nchannels = [{ provider = "sample" }]\n'
         ),
         (MODEL + "colour = 1\n", "models.wan.colour", "unknown key (allowed: description,"),
         (
-            '[models.wan]\nchannels = [{ provider = "sample", weight = 2 }]\n',
-            "models.wan.channels[0].weight",
+            '[models.wan]\nchannels = [{ provider = "sample", cost = 2 }]\n',
+            "models.wan.channels[0].cost",
             "unknown key (allowed: provider,",
+        ),
+        (
+            '[models.wan]\nchannels = [{ provider = "sample", weight = 0 }]\n',
+            "models.wan.channels[0].weight",
+            "must be at least 1 (got 0)",
+        ),
+        (
+            '[models.wan]\nchannels = [{ provider = "sample", priority = -1 }]\n',
+            "models.wan.channels[0].priority",
+            "must be at least 0 (got -1)",
         ),
         (
             '[models.wan]\nchannels = [{ provider = "a" }, { provider = "b", queue = "gpu" }]\n',
