@@ -8,6 +8,8 @@ upstream charged and refunded the downstream's accounts.
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -47,7 +49,9 @@ channels = [
 [models.deadonly]
 {SAMPLE_OPTIONS}
 price = {{ base = 5 }}
-channels = [{{ provider = "dead", retry = {{ base_s = 0.2, max_delay_s = 0.2, max_attempts = 50 }} }}]
+[[models.deadonly.channels]]
+provider = "dead"
+retry = {{ base_s = 0.2, max_delay_s = 0.2, max_attempts = 50 }}
 
 [models.quick]
 {SAMPLE_OPTIONS}
@@ -66,10 +70,13 @@ channels = [
 [models.dropped]
 {SAMPLE_OPTIONS}
 price = {{ base = 5 }}
-channels = [
-    {{ provider = "dropper", upstream_model = "sample", retry = {{ base_s = 0.3, max_delay_s = 0.5 }} }},
-    {{ provider = "apimall", upstream_model = "sample" }},
-]
+[[models.dropped.channels]]
+provider = "dropper"
+upstream_model = "sample"
+retry = {{ base_s = 0.3, max_delay_s = 0.5 }}
+[[models.dropped.channels]]
+provider = "apimall"
+upstream_model = "sample"
 """
 
 
@@ -215,9 +222,7 @@ def newest_upstream_task(pair: Pair, key: str | None = None) -> dict[str, Any]:
     return history(pair.upstream, key)[0]
 
 
-def test_completed_on_the_upstream_and_hosted_by_the_downstream(
-    pair: Pair, tmp_path: Path
-) -> None:
+def test_completed_on_the_upstream_and_hosted_by_the_downstream(pair: Pair, tmp_path: Path) -> None:
     down_before, up_before = balance(pair.downstream), balance(pair.upstream)
     up_tasks = len(history(pair.upstream))
     task = created(pair.downstream, {"model": "sora2", "prompt": "a lighthouse", "n_frames": "10"})
@@ -325,3 +330,33 @@ def test_a_dropped_answer_to_a_submit_leaves_exactly_one_upstream_task(pair: Pai
     assert balance(pair.upstream, pair.dropper_key) == dropper_before - 1
     assert balance(pair.upstream) == main_before
     assert balance(pair.downstream) == down_before - 5
+
+
+def channel_row(pair: Pair, channel: str) -> list[str]:
+    shown = subprocess.run(
+        [sys.executable, "-m", "vidgate", "credits", "show"],
+        env={**pair.downstream.env, "COLUMNS": "200"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    for line in shown.splitlines():
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if cells and cells[0] == channel:
+            return cells
+    return [channel, "0", "0", "0 (0 reported)", "-"]
+
+
+def test_credits_show_sets_what_we_charged_against_what_the_upstream_charged(
+    pair: Pair,
+) -> None:
+    before = channel_row(pair, "apimall")
+    task = created(pair.downstream, {"model": "relay", "prompt": "a receipt"})
+    assert wait_for_task(pair.downstream, task["task_id"], timeout_s=60)["status"] == "completed"
+    after = channel_row(pair, "apimall")
+    assert int(after[1]) == int(before[1]) + 1  # tasks
+    assert int(after[2]) == int(before[2]) + 5  # charged by us
+    cost_before, cost_after = (int(row[3].split()[0]) for row in (before, after))
+    assert cost_after == cost_before + 1  # the upstream's sample costs 1
+    assert after[4] != "-"

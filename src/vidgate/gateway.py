@@ -10,6 +10,7 @@ from vidgate.api.render_cache import RenderCache
 from vidgate.db.engine import Database, open_database
 from vidgate.keys.cache import PrincipalCache
 from vidgate.moderation.base import AllowAll, Moderator
+from vidgate.moderation.factory import build_moderator
 from vidgate.net.fetch import FetchPolicy, IPNetwork
 from vidgate.providers.base import Provider
 from vidgate.providers.catalogue import Catalogue, ModelSpec
@@ -57,6 +58,7 @@ class Gateway:
             store=build_file_store(settings),
             rate_limiter=build_rate_limiter(settings),
             principals=PrincipalCache(),
+            moderator=build_moderator(settings, models=catalogue.models),
         )
 
     def url_for(self, key: str) -> str:

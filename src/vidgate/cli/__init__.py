@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from vidgate.cli import admin, client
+from vidgate.cli import admin, client, providers
 
 app = typer.Typer(
     name="vidgate",
@@ -18,6 +18,7 @@ app = typer.Typer(
 )
 admin.register(app)
 client.register(app)
+providers.register(app)
 
 
 def main() -> None:

@@ -187,6 +187,19 @@ def check_catalogue(settings: Settings) -> None:
         raise fail(str(exc), code=2) from None
 
 
+def check_providers(settings: Settings) -> None:
+    """Read the providers file and build each provider before anything starts: a bad field,
+    a key that is not where the file says, or options the adapter refuses stop the process
+    with one line naming the field (exit 2)."""
+    from vidgate.providers.config_file import ProvidersFileError
+    from vidgate.providers.factory import check_providers_file
+
+    try:
+        check_providers_file(settings)
+    except ProvidersFileError as exc:
+        raise fail(str(exc), code=2) from None
+
+
 def serve(
     host: Annotated[str, typer.Option(help="Interface to bind")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
@@ -201,6 +214,7 @@ def serve(
 
     settings = load_settings(data_dir)
     check_catalogue(settings)
+    check_providers(settings)
     public_host = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     settings = settings.model_copy(
         update={
@@ -259,6 +273,7 @@ def worker(
 
     settings = load_settings(data_dir)
     check_catalogue(settings)
+    check_providers(settings)
     update: dict[str, object] = {"worker_enabled": True}
     if queues:  # else the settings' own (VIDGATE_WORKER_QUEUES), empty meaning every queue
         update["worker_queues"] = split_names(queues)

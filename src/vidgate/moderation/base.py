@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
+
+from vidgate.errors import ContentBlocked
 
 
 class Moderator(Protocol):
@@ -16,3 +19,21 @@ class AllowAll:
 
     async def check(self, *, model: str, prompt: str) -> None:
         return None
+
+
+def blocked(message: str) -> ContentBlocked:
+    """The 451 a policy raises. A 451 is cacheable by default (RFC 7725), and a verdict on one
+    prompt must not be replayed by a cache for another, hence no-store."""
+    return ContentBlocked(message, headers={"Cache-Control": "no-store"})
+
+
+class ModerationChain:
+    """Policies consulted in order; the first to refuse decides (the cheap local ones go first,
+    so a prompt they block never reaches a network call)."""
+
+    def __init__(self, policies: Sequence[Moderator]) -> None:
+        self.policies = tuple(policies)
+
+    async def check(self, *, model: str, prompt: str) -> None:
+        for policy in self.policies:
+            await policy.check(model=model, prompt=prompt)

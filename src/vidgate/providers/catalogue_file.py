@@ -5,12 +5,10 @@ can fix a broken file from one line instead of a traceback at the first request.
 from __future__ import annotations
 
 import dataclasses
-import json
 import re
-import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 from vidgate.errors import InvalidRequest
 from vidgate.providers.catalogue import (
@@ -27,6 +25,7 @@ from vidgate.providers.catalogue import (
     PriceRule,
 )
 from vidgate.providers.options import OptionKind, OptionSpec, OptionValue, price_key, shown
+from vidgate.providers.toml_reader import NAME, TomlReader, key, load_toml
 from vidgate.worker.retry import RetryPolicy
 
 TASK_TYPES = ("text-to-video", "image-to-video", "video-to-video")
@@ -64,90 +63,33 @@ OPTION_KEYS = {
     OptionKind.INTEGER: ("type", "min", "max", "default"),
     OptionKind.STRING: ("type", "max_length", "default"),
 }
-CHANNEL_KEYS = ("provider", "upstream_model", "only_without_upstream", "queue", "retry")
+CHANNEL_KEYS = (
+    "provider",
+    "upstream_model",
+    "only_without_upstream",
+    "queue",
+    "retry",
+    "priority",
+    "weight",
+)
 RETRY_KEYS = tuple(f.name for f in dataclasses.fields(RetryPolicy))
 PRICE_KEYS = ("base", "by_option", "per_second")
-# Model ids end up in URLs and OpenAPI component names; queue names in settings lists.
-_MODEL_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 _OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
-_QUEUE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_TOML_POSITION = re.compile(r"\s*\(at (line \d+, column \d+|end of document)\)$")
 
 
 def read_catalogue(path: Path) -> dict[str, ModelSpec]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise CatalogueError(str(path), "", f"cannot read the file: {reason}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        position = _TOML_POSITION.search(message)
-        where = position.group(1) if position else ""
-        problem = f"invalid TOML: {message[: position.start()] if position else message}"
-        raise CatalogueError(str(path), where, problem) from None
-    return parse_models(raw, source=str(path))
+    return parse_models(load_toml(path, CatalogueError), source=str(path))
 
 
 def parse_models(raw: Mapping[str, Any], *, source: str) -> dict[str, ModelSpec]:
     return _Reader(source).catalogue(raw)
 
 
-def _key(name: str) -> str:
-    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
-
-
-class _Reader:
+class _Reader(TomlReader):
     """Walks one catalogue, knowing the file's name for its error messages."""
 
     def __init__(self, source: str) -> None:
-        self.source = source
-
-    def fail(self, where: str, problem: str) -> NoReturn:
-        raise CatalogueError(self.source, where, problem)
-
-    # -- values ---------------------------------------------------------------------------
-
-    def table(self, value: object, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(where, f"must be a table (got {shown(value)})")
-        return value
-
-    def keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                place = f"{where}.{_key(key)}" if where else _key(key)
-                self.fail(place, f"unknown key (allowed: {', '.join(allowed)})")
-
-    def integer(self, value: object, where: str, *, minimum: int | None = None) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(where, f"must be an integer (got {shown(value)})")
-        if minimum is not None and value < minimum:
-            self.fail(where, f"must be at least {minimum} (got {value})")
-        return value
-
-    def number(self, value: object, where: str, *, low: float, high: float | None = None) -> float:
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(where, f"must be a number (got {shown(value)})")
-        if value < low or (high is not None and value > high):
-            bounds = f"from {low:g} to {high:g}" if high is not None else f"at least {low:g}"
-            self.fail(where, f"must be {bounds} (got {value:g})")
-        return float(value)
-
-    def text(self, value: object, where: str, *, pattern: re.Pattern[str] | None = None) -> str:
-        if not isinstance(value, str):
-            self.fail(where, f"must be a string (got {shown(value)})")
-        if pattern is not None and not pattern.fullmatch(value):
-            self.fail(where, f"{shown(value)} is not a valid name (letters, digits, . _ -)")
-        return value
-
-    def boolean(self, value: object, where: str) -> bool:
-        if not isinstance(value, bool):
-            self.fail(where, f"must be true or false (got {shown(value)})")
-        return value
+        super().__init__(source, CatalogueError)
 
     # -- tables ---------------------------------------------------------------------------
 
@@ -159,17 +101,17 @@ class _Reader:
         if not entries:
             self.fail("models", "at least one model is required")
         return {
-            model_id: self.model(model_id, entry, f"models.{_key(model_id)}")
+            model_id: self.model(model_id, entry, f"models.{key(model_id)}")
             for model_id, entry in entries.items()
         }
 
     def model(self, model_id: str, entry: object, where: str) -> ModelSpec:
-        if not _MODEL_ID.fullmatch(model_id):
+        if not NAME.fullmatch(model_id):
             self.fail(where, "a model id is 1-64 letters, digits, '.', '_' or '-'")
         table = self.table(entry, where)
         self.keys(table, MODEL_KEYS, where)
         options = {
-            name: self.option(name, spec, f"{where}.options.{_key(name)}")
+            name: self.option(name, spec, f"{where}.options.{key(name)}")
             for name, spec in self.table(table.get("options", {}), f"{where}.options").items()
         }
         self.shape_options(options, f"{where}.options")
@@ -294,7 +236,9 @@ class _Reader:
             self.fail(where, "missing: at least one channel is required")
         if not isinstance(raw, list) or not raw:
             self.fail(where, "at least one channel is required")
-        channels = tuple(self.channel(entry, f"{where}[{i}]") for i, entry in enumerate(raw))
+        channels = tuple(
+            self.channel(entry, f"{where}[{i}]", position=i) for i, entry in enumerate(raw)
+        )
         for index, channel in enumerate(channels):
             if channel.queue != channels[0].queue:
                 self.fail(
@@ -304,7 +248,7 @@ class _Reader:
                 )
         return channels
 
-    def channel(self, raw: object, where: str) -> ChannelSpec:
+    def channel(self, raw: object, where: str, *, position: int) -> ChannelSpec:
         table = self.table(raw, where)
         self.keys(table, CHANNEL_KEYS, where)
         if "provider" not in table:
@@ -318,10 +262,11 @@ class _Reader:
             only_without_upstream=self.boolean(
                 table.get("only_without_upstream", False), f"{where}.only_without_upstream"
             ),
-            queue=self.text(
-                table.get("queue", DEFAULT_QUEUE), f"{where}.queue", pattern=_QUEUE_NAME
-            ),
+            queue=self.text(table.get("queue", DEFAULT_QUEUE), f"{where}.queue", pattern=NAME),
             retry=None if "retry" not in table else self.retry(table["retry"], f"{where}.retry"),
+            # Unset, a channel's place in the list is its priority: listed order is preference.
+            priority=self.integer(table.get("priority", position), f"{where}.priority", minimum=0),
+            weight=self.integer(table.get("weight", 1), f"{where}.weight", minimum=1),
         )
 
     def retry(self, raw: object, where: str) -> RetryPolicy:
@@ -349,14 +294,14 @@ class _Reader:
         by_option: dict[str, dict[str, int]] = {}
         tables = self.table(table.get("by_option", {}), f"{where}.by_option")
         for name, costs in tables.items():
-            place = f"{where}.by_option.{_key(name)}"
+            place = f"{where}.by_option.{key(name)}"
             spec = options.get(name)
             if spec is None:
                 allowed = ", ".join(sorted(options)) or "none"
                 self.fail(place, f"not an option of this model (options: {allowed})")
             by_option[name] = {
-                self.price_value(spec, value, f"{place}.{_key(value)}"): self.integer(
-                    cost, f"{place}.{_key(value)}", minimum=0
+                self.price_value(spec, value, f"{place}.{key(value)}"): self.integer(
+                    cost, f"{place}.{key(value)}", minimum=0
                 )
                 for value, cost in self.table(costs, place).items()
             }

@@ -14,7 +14,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import JSON, Connection, Table, func, or_, select, update
+from sqlalchemy import JSON, Connection, Table, case, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from vidgate.db.backend import Backend, Lean, Row, Sql, convert_row, lean
@@ -178,6 +178,54 @@ def free_channel_slot(conn: Connection, *, channel: str) -> None:
 def channel_in_flight(conn: Connection) -> dict[str, int]:
     rows = conn.execute(select(slots.c.name, slots.c.in_flight))
     return {name: int(count) for name, count in rows}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ChannelSettlement:
+    """One channel's ended tasks: what our users paid and what its upstream says it charged."""
+
+    channel: str
+    tasks: int
+    charged: int  # credits_used - credits_refunded, in our credits
+    upstream_cost: int  # the sum of channel_cost, in the upstream's credits
+    tasks_with_cost: int  # how many tasks the upstream reported a cost for
+    charged_with_cost: int  # what those tasks were charged: the margin is this minus the cost
+
+
+def channel_settlement(
+    conn: Connection, *, account_id: int | None = None
+) -> list[ChannelSettlement]:
+    conditions: list[ColumnElement[bool]] = [
+        tasks.c.channel.is_not(None),
+        tasks.c.status.in_(TERMINAL),
+    ]
+    if account_id is not None:
+        conditions.append(tasks.c.account_id == account_id)
+    net = tasks.c.credits_used - tasks.c.credits_refunded
+    rows = conn.execute(
+        select(
+            tasks.c.channel,
+            func.count(),
+            func.coalesce(func.sum(net), 0),
+            func.coalesce(func.sum(tasks.c.channel_cost), 0),
+            func.count(tasks.c.channel_cost),
+            func.coalesce(func.sum(case((tasks.c.channel_cost.is_not(None), net), else_=0)), 0),
+        )
+        .where(*conditions)
+        .group_by(tasks.c.channel)
+        .order_by(tasks.c.channel)
+    )
+    return [
+        ChannelSettlement(
+            channel=channel,
+            tasks=int(count),
+            charged=int(charged),
+            upstream_cost=int(cost),
+            tasks_with_cost=int(with_cost),
+            charged_with_cost=int(charged_with_cost),
+        )
+        for channel, count, charged, cost, with_cost, charged_with_cost in rows
+    ]
 
 
 def history(
