@@ -5,11 +5,10 @@ Only 127.0.0.0/8 is ever contacted; paths that would need other hosts use a mock
 
 import asyncio
 import contextlib
-import io
 import ipaddress
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Literal
 
 import httpx
 import pytest
-from PIL import Image
 
+from net.fakes import NO_NETWORK, PNG, PUBLIC_IP, FakeNetwork
 from vidgate.net.fetch import (
     FetchError,
     FetchPolicy,
-    Network,
     UnsafeURLError,
     fetch_to_file,
     fetch_url,
@@ -32,14 +30,6 @@ from vidgate.net.fetch import (
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"),)
 ONLY_127_0_0_1 = (ipaddress.ip_network("127.0.0.1/32"),)
 
-
-def make_png() -> bytes:
-    buf = io.BytesIO()
-    Image.new("RGB", (8, 8), (200, 30, 30)).save(buf, "PNG")
-    return buf.getvalue()
-
-
-PNG = make_png()
 HTML = b"<!doctype html><html><head><title>not an image</title></head><body>hi</body></html>"
 MP4_HEAD = b"\x00\x00\x00\x20ftypisom\x00\x00\x02\x00isomiso2avc1mp41" + b"\x00" * 64
 # Longer than fetch_to_file's write block, and no two blocks alike.
@@ -179,18 +169,6 @@ def loopback_policy(**changes: object) -> FetchPolicy:
     fields: dict[str, object] = {"allowed_private_networks": LOOPBACK, "timeout_s": 5.0}
     fields.update(changes)
     return FetchPolicy(**fields)  # type: ignore[arg-type]
-
-
-async def _forbidden_resolve(host: str, port: int) -> list[ipaddress.IPv4Address]:
-    raise AssertionError("DNS used for a URL that must be refused up front")
-
-
-def _forbidden_transport() -> httpx.AsyncBaseTransport:
-    raise AssertionError("network used for a URL that must be refused up front")
-
-
-# Any DNS lookup or connection fails the test.
-NO_NETWORK = Network(resolve=_forbidden_resolve, transport=_forbidden_transport)
 
 
 # --- fetching from real loopback servers ---------------------------------------------------
@@ -461,6 +439,9 @@ async def test_non_public_addresses_are_refused_without_traffic(url: str) -> Non
         ("file:///etc/passwd", "only http\\(s\\) URLs are allowed"),
         ("ftp://example.com/file.png", "only http\\(s\\) URLs are allowed"),
         ("gopher://example.com/", "only http\\(s\\) URLs are allowed"),
+        ("FILE:///etc/passwd", "only http\\(s\\) URLs are allowed"),
+        ("gopher://127.0.0.1:6379/_INFO", "only http\\(s\\) URLs are allowed"),
+        ("dict://127.0.0.1:11211/stat", "only http\\(s\\) URLs are allowed"),
         ("data:image/png;base64,AAAA", "only http\\(s\\) URLs are allowed"),
         ("//example.com/x.png", "only http\\(s\\) URLs are allowed"),
         ("http://user:pass@example.com/x.png", "credentials"),
@@ -472,54 +453,12 @@ async def test_bad_urls_are_refused_without_traffic(url: str, message: str) -> N
         await fetch_url(url, policy=FetchPolicy(), network=NO_NETWORK)
 
 
-@pytest.mark.asyncio
-@pytest.mark.parametrize("host", ["2130706433", "0x7f.1", "127.1"])
-async def test_numeric_host_forms_are_resolved_and_refused(host: str) -> None:
-    # getaddrinfo parses these locally (no DNS query) into 127.0.0.1.
-    async with asyncio.timeout(1):
-        with pytest.raises(UnsafeURLError, match="resolves to a non-public address"):
-            await fetch_url(f"http://{host}/x.png", policy=FetchPolicy())
-
-
 def test_unsafe_url_error_is_a_value_error() -> None:
     assert issubclass(UnsafeURLError, ValueError)
     assert not issubclass(FetchError, UnsafeURLError)
 
 
 # --- connecting to the checked address (mock transport, no real traffic) -------------------
-
-
-PUBLIC_IP = "93.184.215.14"
-
-
-class FakeNetwork:
-    """Scripted DNS answers (successive lookups get successive answers) and an HTTP handler;
-    records what was looked up and sent."""
-
-    def __init__(
-        self,
-        answers: list[list[str]],
-        handler: Callable[[httpx.Request], httpx.Response] | None = None,
-    ) -> None:
-        self.answers = answers
-        self.handler = handler or (lambda request: httpx.Response(200, content=PNG))
-        self.lookups: list[tuple[str, int]] = []
-        self.seen: list[httpx.Request] = []
-
-    async def resolve(
-        self, host: str, port: int
-    ) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        self.lookups.append((host, port))
-        answer = self.answers[min(len(self.lookups), len(self.answers)) - 1]
-        return [ipaddress.ip_address(a) for a in answer]
-
-    def _record(self, request: httpx.Request) -> httpx.Response:
-        self.seen.append(request)
-        return self.handler(request)
-
-    @property
-    def network(self) -> Network:
-        return Network(resolve=self.resolve, transport=lambda: httpx.MockTransport(self._record))
 
 
 @pytest.mark.asyncio

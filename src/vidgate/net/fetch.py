@@ -1,11 +1,16 @@
 """Fetch user-supplied URLs without letting them reach internal services (SSRF).
 
 Every hop is checked before any traffic is sent: http(s) only, no credentials in the URL, and
-every address the host resolves to must be public (or inside the operator's allow-list). The
-connection then goes to the checked IP itself, so a second DNS answer (DNS rebinding) cannot
-redirect it; the original name is still sent as ``Host`` and used for TLS (SNI + certificate).
-Redirects are followed by hand so each target gets the same check. Error messages name only the
-host, never the query string, so they are safe to show to API users.
+every address the host resolves to must be public (or inside the operator's allow-list, or the
+host is one the operator trusts). IP literals in any spelling (``2130706433``, ``0177.0.0.1``; see
+addresses.py) are judged as the addresses they are, without DNS. The connection then goes to
+the checked IP itself, so a second DNS answer (DNS rebinding) cannot redirect it; the original
+name is still sent as ``Host`` and used for TLS (SNI + certificate). Redirects are followed by
+hand so each target gets the same check. Error messages name only the host, never the query
+string, so they are safe to show to API users.
+
+``never_public_reason`` applies the checks that need no DNS, for refusing a URL when a task is
+created rather than when it runs.
 
 ``fetch_to_file`` streams the body to a temporary file (the size cap enforced while streaming,
 the kind judged on the first bytes, writes in a thread), so large inputs and results are never
@@ -18,6 +23,7 @@ import asyncio
 import http
 import ipaddress
 import os
+import re
 import socket
 import tempfile
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -27,6 +33,19 @@ from typing import BinaryIO, Literal, TypeVar
 
 import httpx
 
+from vidgate.net.addresses import (
+    InvalidHost,
+    IPAddress,
+    IPNetwork,
+    connect_address,
+    is_allowed,
+    is_localhost_name,
+    loopback_allowed,
+    not_public_message,
+    parse_ip_host,
+    parse_ipv4_number_form,
+)
+
 __all__ = [
     "IMAGE_KINDS",
     "VIDEO_KINDS",
@@ -34,15 +53,14 @@ __all__ = [
     "FetchError",
     "FetchPolicy",
     "FetchedFile",
+    "IPAddress",
     "IPNetwork",
     "UnsafeURLError",
     "fetch_to_file",
     "fetch_url",
+    "never_public_reason",
     "sniff_kind",
 ]
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 IMAGE_KINDS = frozenset(
     {
@@ -63,24 +81,11 @@ SNIFF_BYTES = 64  # enough for every signature in sniff_kind
 WRITE_BLOCK = 1024 * 1024  # fetch_to_file batches network chunks into writes of this size
 USER_AGENT = "vidgate-fetch/1"
 
-# Ranges Python's is_global does not (or not in every 3.11 patch release) treat as special.
-_BLOCKED_NETWORKS: tuple[IPNetwork, ...] = tuple(
-    ipaddress.ip_network(net)
-    for net in (
-        "0.0.0.0/8",
-        "100.64.0.0/10",  # carrier-grade NAT
-        "192.0.0.0/24",
-        "198.18.0.0/15",
-        "224.0.0.0/4",
-        "240.0.0.0/4",
-        "64:ff9b:1::/48",  # local-use NAT64
-        "100::/64",
-        "2001:db8::/32",
-        "fc00::/7",
-        "fe80::/10",
-        "fec0::/10",
-        "ff00::/8",
-    )
+# An http(s) URL whose host is dotted numbers and nothing else before the port or path: the
+# shape of the "0177.0.0.1" spellings httpx refuses to parse (see _parse).
+_DOTTED_NUMERIC_URL = re.compile(
+    r"(?P<scheme>https?://)(?P<host>[0-9.]+)(?P<rest>(?::[0-9]*)?(?:[/?#].*)?)",
+    re.IGNORECASE | re.DOTALL,
 )
 
 
@@ -99,6 +104,16 @@ class FetchPolicy:
     max_redirects: int = 3
     # Operator allow-list for otherwise refused addresses, e.g. 127.0.0.0/8 in tests.
     allowed_private_networks: tuple[IPNetwork, ...] = ()
+    # Hosts the operator configured (an upstream's own, which may be private): "host" for any
+    # port or "host:port" ("[v6]:port"; no port in the URL means the scheme's default), in
+    # any case. Their addresses skip the public-address check, but only while the fetch has
+    # stayed on trusted hosts since its first hop: a redirect away from them, or from an
+    # untrusted URL onto them, is checked as usual.
+    trusted_hosts: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        lowered = frozenset(host.lower() for host in self.trusted_hosts)
+        object.__setattr__(self, "trusted_hosts", lowered)
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,15 @@ class DownloadedFile:
 @dataclass(frozen=True)
 class _Redirect:
     location: str
+
+
+@dataclass(frozen=True)
+class _Target:
+    """One hop's URL, checked and with a numeric host rewritten to its canonical address."""
+
+    url: httpx.URL
+    spelled_host: str  # as the URL wrote it, for messages ("2130706433")
+    literal: IPAddress | None  # the host's address when the host is an IP literal
 
 
 _T = TypeVar("_T")
@@ -179,24 +203,49 @@ async def _fetch(
         raise ValueError(f"expect must be 'image', 'video' or 'any', got {expect!r}")
     current = _parse(url)
     context = ""
+    trusted = True  # until a hop is on a host the operator does not trust
     try:
         async with asyncio.timeout(policy.timeout_s):
             for hop in range(policy.max_redirects + 1):
-                addresses = await _checked_addresses(current, policy, network, context=context)
+                trusted = trusted and _is_trusted(current.url, policy)
+                addresses = await _checked_addresses(
+                    current, policy, network, trusted=trusted, context=context
+                )
                 outcome = await _fetch_once(current, addresses, policy, expect, network, read)
                 if not isinstance(outcome, _Redirect):
                     return outcome
                 if hop == policy.max_redirects:
                     break
-                context = f"redirect from {current.host} refused: "
-                current = _follow(current, outcome.location, context=context)
+                context = f"redirect from {current.url.host} refused: "
+                current = _follow(current.url, outcome.location, context=context)
     except TimeoutError:
         raise FetchError(
-            f"fetching from {current.host} timed out after {policy.timeout_s:g} s"
+            f"fetching from {current.url.host} timed out after {policy.timeout_s:g} s"
         ) from None
     raise FetchError(
-        f"too many redirects (more than {policy.max_redirects}) while fetching from {current.host}"
+        f"too many redirects (more than {policy.max_redirects}) "
+        f"while fetching from {current.url.host}"
     )
+
+
+def never_public_reason(url: str, *, allowed_networks: tuple[IPNetwork, ...] = ()) -> str | None:
+    """Why ``url`` can never be fetched, judged without any DNS lookup; None when it may be.
+
+    Refused: anything but http(s), no host, credentials, a malformed host, a ``localhost``
+    name (unless the allow-list holds a loopback address), and an IP literal in any spelling
+    that is neither public nor in ``allowed_networks``. A DNS name is left to the check at
+    fetch time, where its addresses are resolved and judged.
+    """
+    try:
+        target = _parse(url)
+    except UnsafeURLError as refused:
+        return str(refused)
+    if target.literal is not None and not is_allowed(target.literal, allowed_networks):
+        return not_public_message(target.spelled_host, target.literal)
+    host = target.url.host
+    if is_localhost_name(host) and not loopback_allowed(allowed_networks):
+        return f"{host} is a loopback name, not a public host"
+    return None
 
 
 def sniff_kind(data: bytes) -> str | None:
@@ -256,21 +305,51 @@ def _sniff_iso_bmff(head: bytes) -> str | None:
 # --- URL and address checks ------------------------------------------------------------------
 
 
-def _parse(url: str, *, context: str = "") -> httpx.URL:
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError, ValueError):
-        raise UnsafeURLError(f"{context}not a valid URL") from None
+def _parse(url: str, *, context: str = "") -> _Target:
+    parsed, spelled = _httpx_url(url, context=context)
     if parsed.scheme not in ("http", "https"):
         raise UnsafeURLError(f"{context}only http(s) URLs are allowed")
     if parsed.userinfo:
         raise UnsafeURLError(f"{context}URLs with credentials (user@host) are not allowed")
     if not parsed.raw_host:
         raise UnsafeURLError(f"{context}the URL has no host")
-    return parsed.copy_with(fragment=None)
+    spelled = spelled or parsed.raw_host.decode("ascii")
+    try:
+        literal = parse_ip_host(parsed.raw_host.decode("ascii"))
+    except InvalidHost as invalid:
+        raise UnsafeURLError(f"{context}{invalid}") from None
+    parsed = parsed.copy_with(fragment=None)
+    if isinstance(literal, ipaddress.IPv4Address) and spelled != str(literal):
+        # Send and show what every other client reads this host as, as browsers do.
+        parsed = parsed.copy_with(host=str(literal))
+    return _Target(url=parsed, spelled_host=spelled, literal=literal)
 
 
-def _follow(current: httpx.URL, location: str, *, context: str) -> httpx.URL:
+def _httpx_url(url: str, *, context: str) -> tuple[httpx.URL, str | None]:
+    """The parsed URL, and the host as spelled when it had to be rewritten to parse."""
+    try:
+        return httpx.URL(url), None
+    except (httpx.InvalidURL, TypeError, ValueError):
+        pass
+    # httpx refuses a dotted-quad host it cannot read as plain decimal (0177.0.0.1, 010.0.0.1),
+    # yet other clients read it as an address. Rewrite it to that address and parse again;
+    # the result goes through every check like any other URL.
+    shape = _DOTTED_NUMERIC_URL.fullmatch(url) if isinstance(url, str) else None
+    if shape is not None:
+        try:
+            address = parse_ipv4_number_form(shape["host"])
+        except InvalidHost as invalid:
+            raise UnsafeURLError(f"{context}{invalid}") from None
+        if address is not None:
+            try:
+                rewritten = httpx.URL(f"{shape['scheme']}{address}{shape['rest']}")
+                return rewritten, shape["host"]
+            except (httpx.InvalidURL, ValueError):
+                pass
+    raise UnsafeURLError(f"{context}not a valid URL")
+
+
+def _follow(current: httpx.URL, location: str, *, context: str) -> _Target:
     try:
         target = current.join(location)
     except (httpx.InvalidURL, TypeError, ValueError):
@@ -278,35 +357,51 @@ def _follow(current: httpx.URL, location: str, *, context: str) -> httpx.URL:
     return _parse(str(target), context=context)
 
 
+def _is_trusted(url: httpx.URL, policy: FetchPolicy) -> bool:
+    if not policy.trusted_hosts:
+        return False
+    host = url.raw_host.decode("ascii").removesuffix(".")
+    if ":" in host:
+        host = f"[{host}]"
+    port = url.port or _default_port(url)
+    return host in policy.trusted_hosts or f"{host}:{port}" in policy.trusted_hosts
+
+
+def _default_port(url: httpx.URL) -> int:
+    return 443 if url.scheme == "https" else 80
+
+
 async def _checked_addresses(
-    url: httpx.URL, policy: FetchPolicy, network: Network, *, context: str = ""
+    target: _Target,
+    policy: FetchPolicy,
+    network: Network,
+    *,
+    trusted: bool = False,
+    context: str = "",
 ) -> list[IPAddress]:
-    """Resolve the host once and return its addresses, all of which passed the check."""
-    host = url.raw_host.decode("ascii")
-    literal = _ip_literal(host)
-    if literal is not None:
-        resolved = [literal]
+    """Resolve the host once and return its addresses, all of which passed the check (or
+    skipped it: ``trusted``)."""
+    url = target.url
+    if target.literal is not None:
+        resolved = [target.literal]
     else:
-        resolved = await network.resolve(host, url.port or (443 if url.scheme == "https" else 80))
+        resolved = await network.resolve(
+            url.raw_host.decode("ascii"), url.port or _default_port(url)
+        )
         if not resolved:
             raise FetchError(f"could not resolve host {url.host}")
     addresses: list[IPAddress] = []
-    for raw in resolved:
-        address = _normalise(raw)
-        if not _is_allowed(address, policy):
-            what = "is not" if literal is not None else "resolves to"
-            article = "a public address" if literal is not None else "a non-public address"
-            raise UnsafeURLError(f"{context}{url.host} {what} {article}; refusing to fetch it")
-        if address not in addresses:
-            addresses.append(address)
+    for address in resolved:
+        if not trusted and not is_allowed(address, policy.allowed_private_networks):
+            if target.literal is not None:
+                message = not_public_message(target.spelled_host, address)
+            else:  # the resolved address stays unsaid: it may map the internal network
+                message = f"{url.host} resolves to a non-public address"
+            raise UnsafeURLError(f"{context}{message}; refusing to fetch it")
+        connect_to = connect_address(address)
+        if connect_to not in addresses:
+            addresses.append(connect_to)
     return addresses
-
-
-def _ip_literal(host: str) -> IPAddress | None:
-    try:
-        return ipaddress.ip_address(host)
-    except ValueError:
-        return None
 
 
 async def system_resolve(host: str, port: int) -> list[IPAddress]:
@@ -320,7 +415,7 @@ async def system_resolve(host: str, port: int) -> list[IPAddress]:
     for family, _type, _proto, _name, sockaddr in infos:
         if family not in (socket.AF_INET, socket.AF_INET6):
             continue
-        # Numeric forms such as 2130706433 or 0x7f.1 come back here as plain addresses.
+        # Names only: numeric hosts (2130706433, 0x7f.1) are parsed as literals before this.
         found.append(ipaddress.ip_address(str(sockaddr[0])))
     return found
 
@@ -344,43 +439,6 @@ class Network:
 SYSTEM_NETWORK = Network()
 
 
-def _normalise(address: IPAddress) -> IPAddress:
-    # ::ffff:a.b.c.d reaches the IPv4 host a.b.c.d, so judge (and connect to) that.
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address.ipv4_mapped
-    return address
-
-
-def _is_allowed(address: IPAddress, policy: FetchPolicy) -> bool:
-    if any(address in net for net in policy.allowed_private_networks):
-        return True
-    return _is_public(address)
-
-
-def _is_public(address: IPAddress) -> bool:
-    if isinstance(address, ipaddress.IPv6Address):
-        # 6to4/Teredo carry an IPv4 address the packets may end up at. (NAT64 64:ff9b::/96 is
-        # inside ::/8, which Python already reports as reserved.)
-        embedded: list[ipaddress.IPv4Address] = []
-        if address.sixtofour is not None:
-            embedded.append(address.sixtofour)
-        if address.teredo is not None:
-            embedded.append(address.teredo[1])
-        if address.scope_id or any(not _is_public(inner) for inner in embedded):
-            return False
-    special = (
-        address.is_private
-        or address.is_loopback
-        or address.is_link_local
-        or address.is_multicast
-        or address.is_reserved
-        or address.is_unspecified
-    )
-    if special or not address.is_global:
-        return False
-    return not any(address in net for net in _BLOCKED_NETWORKS)
-
-
 # --- HTTP ------------------------------------------------------------------------------------
 
 
@@ -395,14 +453,15 @@ def _new_client(policy: FetchPolicy, network: Network) -> httpx.AsyncClient:
     )
 
 
-def _build_request(url: httpx.URL, address: IPAddress, expect: str) -> httpx.Request:
+def _build_request(target: _Target, address: IPAddress, expect: str) -> httpx.Request:
+    url = target.url
     host = url.raw_host.decode("ascii")
     host_header = f"[{host}]" if ":" in host else host
     if url.port is not None:
         host_header = f"{host_header}:{url.port}"
     accept = {"image": "image/*", "video": "video/*"}.get(expect, "*/*")
     extensions: dict[str, object] = {}
-    if url.scheme == "https" and _ip_literal(host) is None:
+    if url.scheme == "https" and target.literal is None:
         extensions["sni_hostname"] = host  # TLS: SNI and certificate check use the name
     return httpx.Request(
         "GET",
@@ -418,15 +477,16 @@ def _build_request(url: httpx.URL, address: IPAddress, expect: str) -> httpx.Req
 
 
 async def _fetch_once(
-    url: httpx.URL,
+    target: _Target,
     addresses: list[IPAddress],
     policy: FetchPolicy,
     expect: str,
     network: Network,
     read: Callable[[_Body], Awaitable[_T]],
 ) -> _T | _Redirect:
+    url = target.url
     for address in addresses:
-        request = _build_request(url, address, expect)
+        request = _build_request(target, address, expect)
         async with _new_client(policy, network) as client:
             try:
                 response = await client.send(request, stream=True)

@@ -26,7 +26,7 @@ from vidgate.errors import (
 )
 from vidgate.keys.service import Principal
 from vidgate.moderation.base import Moderator
-from vidgate.net.fetch import IPNetwork
+from vidgate.net.fetch import IPNetwork, never_public_reason
 from vidgate.providers.catalogue import Catalogue, ModelSpec
 from vidgate.tasks import idempotency, repository, transitions
 from vidgate.tasks.commands import CreateTask
@@ -79,6 +79,18 @@ def validate(
         raise InvalidRequest("prompt: text-to-video needs a prompt")
     if command.type == "video-to-video" and not command.video_url:
         raise InvalidRequest("video_url: video-to-video needs a source video URL")
+    # URLs no DNS answer could make fetchable are refused now, before anything is charged;
+    # names are resolved and judged when they are fetched.
+    urls: list[tuple[str, str | None]] = [
+        (f"image_urls[{i}]", url) for i, url in enumerate(command.image_urls)
+    ]
+    urls += [("video_url", command.video_url), ("callBackUrl", command.callback_url)]
+    for field, url in urls:
+        if url is None:
+            continue
+        reason = never_public_reason(url, allowed_networks=allowed_networks)
+        if reason is not None:
+            raise InvalidRequest(f"{field}: {reason}")
     shape = model.shape(options)
     params = {
         "options": options,
