@@ -168,22 +168,25 @@ def register(app: typer.Typer) -> None:
     keys_app.command("revoke")(keys_revoke)
     keys_app.command("limits")(keys_limits)
     app.add_typer(keys_app, name="keys")
-    credits_app = typer.Typer(help="Grant and inspect account credits.", no_args_is_help=True)
-    credits_app.command("grant")(credits_grant)
-    credits_app.command("show")(credits_show)
-    app.add_typer(credits_app, name="credits")
+    from vidgate.cli import credits  # it builds on this module's helpers
+
+    app.add_typer(credits.app, name="credits")
 
 
 def check_catalogue(settings: Settings) -> None:
-    """Read the model catalogue and the storage setting before anything starts: a broken file
-    or URL stops the process with one line naming it (exit 2), not a traceback."""
+    """Read the model catalogue, the storage setting and the moderation file before anything
+    starts: a broken file or URL stops the process with one line naming it (exit 2), not a
+    traceback."""
+    from vidgate.moderation.policy_file import ModerationFileError, read_policy
     from vidgate.providers.catalogue import Catalogue, CatalogueError
     from vidgate.storage.factory import StorageConfigError, build_file_store
 
     try:
-        Catalogue.load(settings.catalogue_path)
+        catalogue = Catalogue.load(settings.catalogue_path)
         build_file_store(settings)
-    except (CatalogueError, StorageConfigError) as exc:
+        if settings.moderation_path is not None:
+            read_policy(settings.moderation_path, known_models=catalogue.models)
+    except (CatalogueError, StorageConfigError, ModerationFileError) as exc:
         raise fail(str(exc), code=2) from None
 
 
@@ -434,38 +437,3 @@ def keys_revoke(
 
     status = run_with_db(settings, work)
     out.print(f"key {key_id}: {status}")
-
-
-def credits_grant(
-    amount: Annotated[int, typer.Argument(min=1, help="Credits to add")],
-    account: Annotated[int, typer.Option("--account", help="Account id")],
-    data_dir: DataDirOption = None,
-) -> None:
-    """Grant credits to an account."""
-    settings = load_settings(data_dir)
-
-    async def work(db: Database) -> int:
-        async with db.write() as session:
-            return await billing.grant(
-                session, account_id=account, amount=amount, note="credits grant"
-            )
-
-    balance = run_with_db(settings, work)
-    out.print(f"account {account}: balance {balance}")
-
-
-def credits_show(
-    account: Annotated[int, typer.Option("--account", help="Account id")],
-    data_dir: DataDirOption = None,
-) -> None:
-    """Show an account's balance and ledger total."""
-    settings = load_settings(data_dir)
-
-    async def work(db: Database) -> tuple[int, int]:
-        async with db.read() as session:
-            return await billing.balance(session, account), await billing.ledger_sum(
-                session, account
-            )
-
-    balance, ledger_total = run_with_db(settings, work)
-    out.print(f"account {account}: balance {balance} (ledger total {ledger_total})")
