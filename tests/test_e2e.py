@@ -115,7 +115,11 @@ def test_image_to_video_uses_the_first_image(
     assert blue < 90, middle
 
 
-def test_unsafe_image_url_fails_the_task_and_refunds(live_gateway: GatewayProcess) -> None:
+def test_a_never_public_image_url_is_refused_before_any_charge(
+    live_gateway: GatewayProcess,
+) -> None:
+    # (A name or redirect that reaches a private address is judged at fetch time: the task
+    # fails and is refunded; tests/test_ssrf_create.py covers that path.)
     before = credits(live_gateway)
     body = {
         "model": "sora2",
@@ -123,12 +127,12 @@ def test_unsafe_image_url_fails_the_task_and_refunds(live_gateway: GatewayProces
         "prompt": "p",
         "image_urls": ["http://169.254.169.254/latest/meta-data/"],
     }
-    task_id = post_generate(live_gateway, body).json()["data"]["task_id"]
-    task = wait_for_task(live_gateway, task_id)
-    assert task["status"] == "failed"
-    assert task["error_message"].startswith("image_urls[0]: ")
-    assert "169.254.169.254" in task["error_message"]
-    assert task["credits_refunded"] == task["credits_used"] == 30
+    answer = post_generate(live_gateway, body)
+    assert answer.status_code == 400
+    error = answer.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert error["message"].startswith("image_urls[0]: ")
+    assert "169.254.169.254" in error["message"]
     assert credits(live_gateway) == before
 
 
