@@ -30,7 +30,7 @@ from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
 from vidgate.storage.factory import build_file_store
 from vidgate.tasks import repository
-from vidgate.worker.runner import poll_delay
+from vidgate.worker.schedule import poll_delay
 
 
 class Clock:

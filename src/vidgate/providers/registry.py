@@ -54,6 +54,19 @@ class ProviderRegistry:
     def breaker(self, name: str) -> CircuitBreaker | None:
         return self.breakers.get(name)
 
+    def record(self, channel: str, *, ok: bool = False, fault: bool = False) -> None:
+        """What a step saw of the channel: a success, a failure, or a fault that opens its
+        breaker at once."""
+        breaker = self.breakers.get(channel)
+        if breaker is None:
+            return
+        if fault:
+            breaker.trip()
+        elif ok:
+            breaker.record_success()
+        else:
+            breaker.record_failure()
+
     def in_order(self, model_id: str) -> list[Route]:
         """The model's routes in the order to try them this time: ascending priority, and
         within a priority a weighted random order (RFC 2782's selection)."""

@@ -28,7 +28,6 @@ from vidgate.db.types import utcnow
 from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import (
     ChannelFault,
-    GenerationRequest,
     JobLost,
     JobState,
     JobStatus,
@@ -45,24 +44,14 @@ from vidgate.tasks.repository import TaskRecord
 from vidgate.tasks.states import TaskErrorCode, TaskStep, error_code_of
 from vidgate.worker import media
 from vidgate.worker.retry import RetryPolicy
+from vidgate.worker.schedule import (
+    WAIT_TURN_S,
+    poll_delay,
+    provider_request,
+    retry_policy_for,
+)
 
 logger = logging.getLogger("vidgate.worker")
-
-
-# A task that finds every channel full (or open) looks again after about this long.
-WAIT_TURN_S = 1.0
-# A remote job is polled at intervals of about this share of its age (between the provider's
-# poll interval and its maximum), each jittered, so a thousand jobs submitted together do not
-# poll the upstream in lockstep.
-POLL_AGE_SHARE = 0.25
-POLL_JITTER = 0.2
-
-
-def poll_delay(*, base_s: float, max_s: float | None, age_s: float) -> float:
-    if max_s is None:
-        return base_s
-    delay = min(max_s, max(base_s, age_s * POLL_AGE_SHARE))
-    return delay * random.uniform(1 - POLL_JITTER, 1 + POLL_JITTER)
 
 
 def _remove(paths: tuple[Path, ...]) -> None:
@@ -171,25 +160,25 @@ class TaskRunner:
             if not await self._route(task, route):
                 continue  # full: another channel may have room, or the task waits its turn
             try:
-                submission = await route.provider.submit(self._request(task, route, images))
+                submission = await route.provider.submit(provider_request(task, route, images))
             except SubmitUncertain:
-                self._record(name, ok=False)
+                self.registry.record(name, ok=False)
                 raise  # it stays routed here: the retry asks the same channel, same key
             except ChannelFault as fault:
-                self._record(name, fault=True)
+                self.registry.record(name, fault=True)
                 logger.warning(
                     "task %s: channel %s is faulty, failing over: %s", task.id, name, fault
                 )
                 last_error = fault
             except TechnicalError as error:
-                self._record(name, ok=False)
+                self.registry.record(name, ok=False)
                 logger.warning("task %s: channel %s refused it: %s", task.id, name, error)
                 last_error = error
             except LogicalError:
-                self._record(name, ok=True)  # the channel works; it judged the input
+                self.registry.record(name, ok=True)  # the channel works; it judged the input
                 raise
             else:
-                self._record(name, ok=True)
+                self.registry.record(name, ok=True)
                 return await self._submitted(task, route.provider, submission.upstream_id)
             await self._unroute(task, name)
         if last_error is not None:
@@ -209,14 +198,14 @@ class TaskRunner:
             )
         name = route.channel.provider
         try:
-            submission = await route.provider.submit(self._request(task, route, images))
+            submission = await route.provider.submit(provider_request(task, route, images))
         except ChannelFault:
-            self._record(name, fault=True)
+            self.registry.record(name, fault=True)
             raise
         except TechnicalError:
-            self._record(name, ok=False)
+            self.registry.record(name, ok=False)
             raise
-        self._record(name, ok=True)
+        self.registry.record(name, ok=True)
         return await self._submitted(task, route.provider, submission.upstream_id)
 
     async def _route(self, task: TaskRecord, route: Route) -> bool:
@@ -246,17 +235,6 @@ class TaskRunner:
             )
         )
         return run_after
-
-    def _record(self, channel: str, *, ok: bool = False, fault: bool = False) -> None:
-        breaker = self.registry.breaker(channel)
-        if breaker is None:
-            return
-        if fault:
-            breaker.trip()
-        elif ok:
-            breaker.record_success()
-        else:
-            breaker.record_failure()
 
     async def _submitted(
         self, task: TaskRecord, provider: Provider, upstream_id: str
@@ -325,7 +303,7 @@ class TaskRunner:
         try:
             status = await provider.poll(task.upstream_id)
         except ChannelFault:
-            self._record(provider.name, fault=True)
+            self.registry.record(provider.name, fault=True)
             raise
         except JobLost as lost:
             if not provider.runs_locally:
@@ -346,9 +324,9 @@ class TaskRunner:
             )
             return now
         except TechnicalError:
-            self._record(provider.name, ok=False)
+            self.registry.record(provider.name, ok=False)
             raise
-        self._record(provider.name, ok=True)
+        self.registry.record(provider.name, ok=True)
         if status.state == JobState.RUNNING:
             now = utcnow()
             next_poll = self._next_poll(task, provider)
@@ -396,25 +374,6 @@ class TaskRunner:
 
     # -- helpers -------------------------------------------------------------------------
 
-    def _request(
-        self, task: TaskRecord, route: Route, images: tuple[Path, ...]
-    ) -> GenerationRequest:
-        params = task.params
-        return GenerationRequest(
-            task_id=task.id,
-            model=task.model,
-            upstream_model=route.channel.upstream_model,
-            type=task.type,
-            prompt=task.prompt or "",
-            options=params.get("options", {}),
-            seconds=int(params["seconds"]),
-            width=int(params["width"]),
-            height=int(params["height"]),
-            images=images,
-            # The URLs of the images fetched (only the first one is used for now).
-            image_urls=tuple(params.get("image_urls", [])[: len(images)]),
-        )
-
     async def _fetch_inputs(self, task: TaskRecord) -> tuple[Path, ...]:
         try:
             return await media.fetch_inputs(
@@ -434,21 +393,9 @@ class TaskRunner:
         )
         return min(now + timedelta(seconds=delay), task.deadline_at)
 
-    def _retry_policy(self, task: TaskRecord) -> RetryPolicy:
-        model = self.catalogue.models.get(task.model)
-        if model is not None:
-            for channel in model.channels:
-                if channel.provider == task.channel and channel.retry is not None:
-                    return channel.retry
-            if task.channel is None:
-                routes = self.registry.routes_for(task.model)
-                if routes and routes[0].channel.retry is not None:
-                    return routes[0].channel.retry
-        return self.default_retry
-
     async def _retry_or_fail(self, task: TaskRecord, error: TechnicalError) -> datetime | None:
         attempt = task.attempts + 1
-        policy = self._retry_policy(task)
+        policy = retry_policy_for(task, self.catalogue, self.registry, self.default_retry)
         if policy.gives_up(attempt):
             await self._fail(
                 task,
