@@ -154,6 +154,9 @@ def idle_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayPro
         "VIDGATE_RATE_LIMIT_BURST": "100000",
         "VIDGATE_MAX_CONCURRENT_JOBS": "100000",
         "VIDGATE_INITIAL_CREDITS": "1000000000",
+        # Every address allowed: which hosts may be fetched is the operator's policy, not the
+        # schema's (a generated localhost URL is valid input to a gateway that allows it).
+        "VIDGATE_FETCH_ALLOWED_PRIVATE_NETWORKS": "0.0.0.0/0,::/0",
     }
     gateway = GatewayProcess(root / "gateway", env=env, serve_args=("--no-worker",)).start()
     yield gateway

@@ -20,13 +20,18 @@ def _check_http_url(url: str) -> str:
     return url
 
 
-# The schema states the check, so clients (and fuzzers) built from the document send valid URLs.
+# The schema states the shape, so clients (and fuzzers) built from the document send URLs the
+# gateway takes: http(s), a host name (the last label not all digits: IP literals and numeric
+# spellings are allowed or refused by the operator's address policy, which no schema can
+# state), an optional port, no credentials, printable ASCII only.
+URL_PATTERN = (
+    r"^[Hh][Tt][Tt][Pp][Ss]?://([A-Za-z0-9_-]+\.)*[A-Za-z0-9_-]*[A-Za-z_-][A-Za-z0-9_-]*"
+    r"(:[1-9][0-9]{0,3})?([/?#][!-~]*)?$"
+)
 HttpUrl = Annotated[
     str,
     AfterValidator(_check_http_url),
-    WithJsonSchema(
-        {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://", "maxLength": MAX_URL_CHARS}
-    ),
+    WithJsonSchema({"type": "string", "pattern": URL_PATTERN, "maxLength": MAX_URL_CHARS}),
 ]
 
 
