@@ -11,11 +11,13 @@ from support import AcceptAll, Caller, make_caller
 from vidgate.db.engine import Database, open_database
 from vidgate.db.models import IdempotencyRecord, VideoTask
 from vidgate.db.types import utcnow
-from vidgate.errors import IdempotencyKeyInUse
+from vidgate.errors import ContentBlocked, IdempotencyKeyInUse, UpstreamUnavailable
 from vidgate.keys.service import Principal
+from vidgate.moderation.base import Moderator
 from vidgate.providers.catalogue import Catalogue
 from vidgate.tasks import idempotency, service
 from vidgate.tasks.commands import CreateTask
+from vidgate.tasks.service import Routing
 
 CATALOGUE = Catalogue.load()
 COMMAND = CreateTask(
@@ -23,8 +25,24 @@ COMMAND = CreateTask(
 )
 
 
+class BlockEverything:
+    async def check(self, *, model: str, prompt: str) -> None:
+        raise ContentBlocked("blocked by a policy changed since the first request")
+
+
+class NothingRoutes:
+    def check_routable(self, model: object) -> None:
+        raise UpstreamUnavailable("every channel is open")
+
+
 async def create(
-    db: Database, caller: Caller, key: str, *, lock_timeout_ms: int = 10_000
+    db: Database,
+    caller: Caller,
+    key: str,
+    *,
+    lock_timeout_ms: int = 10_000,
+    moderator: Moderator | None = None,
+    routing: Routing | None = None,
 ) -> service.CreateOutcome:
     return await service.create_task(
         db,
@@ -38,10 +56,25 @@ async def create(
         request_id="req_first",
         idempotency_key=key,
         catalogue=CATALOGUE,
-        routing=AcceptAll(),
+        routing=routing or AcceptAll(),
         default_max_concurrent_jobs=100,
         lock_timeout_ms=lock_timeout_ms,
+        moderator=moderator,
     )
+
+
+async def test_a_replay_returns_the_first_answer_whatever_moderation_and_routing_say_now(
+    db: Database,
+) -> None:
+    caller = await make_caller(db, credits=300)
+    first = await create(db, caller, "k-judged")
+    again = await create(
+        db, caller, "k-judged", moderator=BlockEverything(), routing=NothingRoutes()
+    )
+    assert again.replayed
+    assert again.task.id == first.task.id
+    with pytest.raises(ContentBlocked):  # a new key is judged by today's policy
+        await create(db, caller, "k-new", moderator=BlockEverything())
 
 
 async def test_concurrent_creates_with_one_key_charge_once(db: Database) -> None:

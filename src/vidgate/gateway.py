@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import math
 from dataclasses import dataclass, field
 
 from vidgate.api.render_cache import RenderCache
 from vidgate.db.engine import Database, open_database
+from vidgate.errors import UpstreamUnavailable
 from vidgate.keys.cache import PrincipalCache
 from vidgate.moderation.base import AllowAll, Moderator
 from vidgate.moderation.factory import build_moderator
@@ -74,10 +76,24 @@ class Gateway:
             and (not settings.worker_models or model.id in settings.worker_models)
         )
 
-    def accepts(self, model: ModelSpec) -> bool:
-        """A create is accepted when this process can route the model, or when its queue is
-        served by workers elsewhere (an API process of a scale-out deployment)."""
-        return bool(self.registry.routes_for(model.id)) or not self._runs_here(model)
+    def check_routable(self, model: ModelSpec) -> None:
+        """Refuse a create (503, nothing charged) that no channel could take now: the model has
+        no configured provider here while its queue runs here, or every channel's breaker is
+        open. A queue served by workers elsewhere (an API process of a scale-out deployment) is
+        accepted."""
+        if not self.registry.routes_for(model.id):
+            if self._runs_here(model):
+                raise UpstreamUnavailable(
+                    f"no provider is configured for model {model.id}",
+                    headers={"Retry-After": "60"},
+                )
+            return
+        wait = self.registry.unavailable_for(model.id)
+        if wait is not None:
+            raise UpstreamUnavailable(
+                f"every upstream channel of model {model.id} is failing; retry later",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
 
     def servable_models(self) -> list[str]:
         return [
@@ -167,4 +183,5 @@ class Gateway:
         await self.stop_worker()
         for provider in self.providers.values():
             await provider.close()
+        await self.moderator.close()
         await self.db.dispose()

@@ -13,11 +13,18 @@ class Moderator(Protocol):
         """Raise vidgate.errors.ContentBlocked (451) when the prompt may not be generated."""
         ...
 
+    async def close(self) -> None:
+        """Release connections (the gateway is shutting down)."""
+        ...
+
 
 class AllowAll:
     """No policy configured: every prompt passes."""
 
     async def check(self, *, model: str, prompt: str) -> None:
+        return None
+
+    async def close(self) -> None:
         return None
 
 
@@ -37,3 +44,7 @@ class ModerationChain:
     async def check(self, *, model: str, prompt: str) -> None:
         for policy in self.policies:
             await policy.check(model=model, prompt=prompt)
+
+    async def close(self) -> None:
+        for policy in self.policies:
+            await policy.close()

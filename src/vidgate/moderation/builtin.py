@@ -88,3 +88,6 @@ class BuiltinPolicy:
             # The operator learns which rule matched; the user only that the policy refused it.
             logger.info("moderation: blocked a %s prompt (rule %s)", model, label)
             raise blocked(BLOCKED_BY_POLICY)
+
+    async def close(self) -> None:
+        return None  # nothing held: the lists live in memory

@@ -17,7 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, delete
 
-from vidgate.db.backend import Sql, lean
+from vidgate.db.backend import Backend, Sql, lean
 from vidgate.db.models import IdempotencyRecord
 from vidgate.errors import IdempotencyKeyInUse, IdempotencyKeyReused, InvalidRequest
 
@@ -38,6 +38,10 @@ RESERVE = Sql(
 LOOK_UP = Sql(
     "SELECT fingerprint, surface, status_code, task_id, request_id FROM idempotency_keys "
     f"WHERE {_KEY}"
+)
+ANSWERED_BEFORE = Sql(
+    f"SELECT task_id FROM idempotency_keys WHERE {_KEY} AND fingerprint = :fingerprint "
+    "AND surface = :surface AND task_id IS NOT NULL AND expires_at >= :now"
 )
 ANSWER = Sql(
     "UPDATE idempotency_keys SET task_id = :task_id, request_id = :request_id, "
@@ -100,6 +104,32 @@ def claim(
     if status_code is None or task_id is None:
         raise IdempotencyKeyInUse(headers={"Retry-After": "1"})
     return Answered(task_id=task_id, request_id=request_id or "")
+
+
+async def answered_before(
+    backend: Backend,
+    *,
+    account_id: int,
+    key: str,
+    surface: str,
+    body_fingerprint: str,
+    now: datetime,
+) -> bool:
+    """Whether this very request (same key, body and surface) was answered already: its replay
+    needs no second look by moderation (a policy changed since, or an endpoint down, must not
+    turn the first answer into another). A read outside the create's transaction: the
+    transaction's claim() still decides."""
+    rows = await backend.read_rows(
+        ANSWERED_BEFORE,
+        {
+            "account_id": account_id,
+            "key": key,
+            "fingerprint": body_fingerprint,
+            "surface": surface,
+            "now": now,
+        },
+    )
+    return bool(rows)
 
 
 def answered(

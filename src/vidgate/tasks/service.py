@@ -119,14 +119,24 @@ async def create_task(
     lock_timeout_ms: int = IDEMPOTENCY_LOCK_TIMEOUT_MS,
 ) -> CreateOutcome:
     checked = validate(command, catalogue, allowed_networks=allowed_networks)
-    if moderator is not None:  # before any charge: a blocked prompt leaves no trace
-        await moderator.check(model=checked.model.id, prompt=command.prompt or "")
-    routing.check_routable(checked.model)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     body_fingerprint = command.fingerprint()
+    now = utcnow()
+    replaying = key is not None and await idempotency.answered_before(
+        db.backend,
+        account_id=principal.account_id,
+        key=key,
+        surface=command.surface,
+        body_fingerprint=body_fingerprint,
+        now=now,
+    )
+    if moderator is not None and not replaying:
+        # Before any charge: a blocked prompt leaves no trace. A replay was judged already.
+        await moderator.check(model=checked.model.id, prompt=command.prompt or "")
+    if not replaying:
+        routing.check_routable(checked.model)
     max_jobs = principal.max_concurrent_jobs or default_max_concurrent_jobs
     backend = db.backend
-    now = utcnow()
     task_id = new_task_id()
     values: dict[str, Any] = {
         "id": task_id,
