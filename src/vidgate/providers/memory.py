@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from vidgate.providers.base import (
     GenerationRequest,
+    JobLost,
     JobState,
     JobStatus,
     ProviderCheck,
@@ -30,6 +31,7 @@ class InMemoryProvider:
     # Each submit pops the next item: an exception to raise, or None to accept.
     submit_script: deque[ProviderError | None] = field(default_factory=deque)
     # Each poll pops the next item (the last one repeats): a status, or an exception to raise.
+    # Without a script, a job it never issued is lost, as with a real upstream.
     poll_script: deque[JobStatus | ProviderError] = field(default_factory=deque)
     submitted: list[GenerationRequest] = field(default_factory=list)
     polled: list[str] = field(default_factory=list)
@@ -46,11 +48,16 @@ class InMemoryProvider:
     async def poll(self, upstream_id: str) -> JobStatus:
         self.polled.append(upstream_id)
         if not self.poll_script:
+            if upstream_id not in self._issued():
+                raise JobLost(f"{self.name} never issued job {upstream_id}")
             return JobStatus(state=JobState.RUNNING, progress=0)
         outcome = self.poll_script.popleft() if len(self.poll_script) > 1 else self.poll_script[0]
         if isinstance(outcome, ProviderError):
             raise outcome
         return outcome
+
+    def _issued(self) -> set[str]:
+        return {f"{self.name}-job-{n}" for n in range(1, len(self.submitted) + 1)}
 
     async def cancel(self, upstream_id: str) -> None:
         self.cancelled.append(upstream_id)
