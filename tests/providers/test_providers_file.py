@@ -280,7 +280,7 @@ def test_each_field_is_checked(tmp_path: Path, extra: str, message: str) -> None
         ("[providers.x]\n", "providers.x.kind: missing: the provider's kind (known: apimall, o"),
         (
             '[providers.x]\nkind = "apimall"\n',
-            "providers.x.base_url: missing: the upstream's URL",
+            "providers.x.base_url: missing: the endpoint's URL",
         ),
     ],
 )

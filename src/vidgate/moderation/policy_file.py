@@ -11,14 +11,11 @@ ever includes it.
 
 from __future__ import annotations
 
-import json
 import os
 import re
-import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, NoReturn
-from urllib.parse import urlsplit
+from typing import Any
 
 from vidgate.moderation.builtin import normalise
 from vidgate.moderation.policy import (
@@ -31,6 +28,7 @@ from vidgate.moderation.policy import (
     RuleLists,
 )
 from vidgate.providers.options import shown
+from vidgate.toml_files import NO_SECRETS, ConfigFileError, SecretReader, key, load_toml
 
 TOP_KEYS = ("words", "patterns", "models", "external")
 MODEL_KEYS = ("words", "patterns")
@@ -45,22 +43,14 @@ EXTERNAL_KEYS = (
     "categories",
 )
 ON_ERROR_CHOICES: tuple[OnError, ...] = ("block", "allow")
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # OpenAI's categories look like `violence/graphic`, `self-harm/intent`; other endpoints' alike.
 _CATEGORY = re.compile(r"[A-Za-z0-9][A-Za-z0-9/_.-]{0,63}")
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_TOML_POSITION = re.compile(r"\s*\(at (line \d+, column \d+|end of document)\)$")
 
 
-class ModerationFileError(ValueError):
+class ModerationFileError(ConfigFileError):
     """A moderation file that cannot be used: names the file and the field, in one line."""
 
-    def __init__(self, source: str, where: str, problem: str) -> None:
-        self.source = source
-        self.where = where
-        self.problem = problem
-        place = f"{source}: {where}" if where else source
-        super().__init__(f"moderation {place}: {problem}")
+    label = "moderation"
 
 
 def read_policy(
@@ -72,19 +62,7 @@ def read_policy(
     """The policy in `path`. `known_models`: the catalogue's ids, so that a misspelt
     `[models.<id>]` is refused rather than silently never applied. `environ`: where
     `api_key_env` is looked up (default: this process's environment)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-        raise ModerationFileError(str(path), "", f"cannot read the file: {reason}") from None
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        message = str(exc)
-        position = _TOML_POSITION.search(message)
-        where = position.group(1) if position else ""
-        problem = message[: position.start()] if position else message
-        raise ModerationFileError(str(path), where, f"invalid TOML: {problem}") from None
+    raw = load_toml(path, ModerationFileError)
     reader = _Reader(
         str(path),
         base_dir=path.parent,
@@ -94,11 +72,7 @@ def read_policy(
     return reader.policy(raw)
 
 
-def _key(name: str) -> str:
-    return name if _BARE_KEY.fullmatch(name) else json.dumps(name)
-
-
-class _Reader:
+class _Reader(SecretReader):
     def __init__(
         self,
         source: str,
@@ -107,26 +81,10 @@ class _Reader:
         known_models: Collection[str] | None,
         environ: Mapping[str, str],
     ) -> None:
-        self.source = source
-        self.base_dir = base_dir
+        super().__init__(source, ModerationFileError, base_dir=base_dir, environ=environ)
         self.known_models = known_models
-        self.environ = environ
-
-    def fail(self, where: str, problem: str) -> NoReturn:
-        raise ModerationFileError(self.source, where, problem)
 
     # -- values ---------------------------------------------------------------------------
-
-    def table(self, value: object, where: str) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            self.fail(where, f"must be a table (got {shown(value)})")
-        return value
-
-    def keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
-        for key in table:
-            if key not in allowed:
-                place = f"{where}.{_key(key)}" if where else _key(key)
-                self.fail(place, f"unknown key (allowed: {', '.join(allowed)})")
 
     def strings(self, value: object, where: str) -> list[str]:
         if not isinstance(value, list):
@@ -136,7 +94,7 @@ class _Reader:
                 self.fail(f"{where}[{index}]", f"must be a string (got {shown(item)})")
         return value
 
-    def text(self, value: object, where: str) -> str:
+    def filled(self, value: object, where: str) -> str:
         if not isinstance(value, str) or not value.strip():
             self.fail(where, f"must be a non-empty string (got {shown(value)})")
         return value.strip()
@@ -148,7 +106,7 @@ class _Reader:
         everywhere = self.rule_lists(raw, "")
         models = self.table(raw.get("models", {}), "models")
         per_model = {
-            model_id: self.model(model_id, entry, f"models.{_key(model_id)}")
+            model_id: self.model(model_id, entry, f"models.{key(model_id)}")
             for model_id, entry in models.items()
         }
         external = None
@@ -201,10 +159,7 @@ class _Reader:
 
     def external(self, table: Mapping[str, Any], where: str) -> ExternalConfig:
         if "api_key" in table:
-            self.fail(
-                f"{where}.api_key",
-                "the key does not go in this file: name it with api_key_env or api_key_file",
-            )
+            self.fail(f"{where}.api_key", NO_SECRETS)
         self.keys(table, EXTERNAL_KEYS, where)
         if "base_url" not in table:
             self.fail(f"{where}.base_url", "missing: the endpoint's API base, e.g. .../v1")
@@ -215,7 +170,7 @@ class _Reader:
         return ExternalConfig(
             base_url=self.base_url(table["base_url"], f"{where}.base_url"),
             api_key=self.api_key(table, where),
-            model=self.text(table.get("model", DEFAULT_EXTERNAL_MODEL), f"{where}.model"),
+            model=self.filled(table.get("model", DEFAULT_EXTERNAL_MODEL), f"{where}.model"),
             timeout_s=self.seconds(table.get("timeout_s", DEFAULT_TIMEOUT_S), f"{where}.timeout_s"),
             max_retries=self.retries(
                 table.get("max_retries", DEFAULT_MAX_RETRIES), f"{where}.max_retries"
@@ -223,50 +178,6 @@ class _Reader:
             on_error=on_error,
             categories=self.categories(table, f"{where}.categories"),
         )
-
-    def base_url(self, value: object, where: str) -> str:
-        url = self.text(value, where)
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.fail(where, f"must be an http(s) URL (got {shown(url)})")
-        if parts.username is not None or parts.password is not None:
-            # Never echoed: the part before the host may be a secret.
-            self.fail(where, "credentials do not go in the URL: use api_key_env or api_key_file")
-        if parts.query or parts.fragment:
-            self.fail(where, f"must have no query or fragment (got {shown(url)})")
-        return url.rstrip("/")
-
-    def api_key(self, table: Mapping[str, Any], where: str) -> str:
-        has_env, has_file = "api_key_env" in table, "api_key_file" in table
-        if has_env and has_file:
-            self.fail(f"{where}.api_key_file", "give api_key_env or api_key_file, not both")
-        if has_env:
-            place = f"{where}.api_key_env"
-            name = self.text(table["api_key_env"], place)
-            if not _ENV_NAME.fullmatch(name):
-                self.fail(place, f"{shown(name)} is not an environment variable name")
-            key = self.environ.get(name, "").strip()
-            if not key:
-                self.fail(place, f"the environment variable {name} is not set or empty")
-            return self.checked_key(key, place)
-        if has_file:
-            place = f"{where}.api_key_file"
-            path = self.base_dir / Path(self.text(table["api_key_file"], place)).expanduser()
-            try:
-                key = path.read_text(encoding="utf-8").strip()
-            except (OSError, UnicodeDecodeError) as exc:
-                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not text"
-                self.fail(place, f"cannot read {path}: {reason}")
-            if not key:
-                self.fail(place, f"{path} is empty")
-            return self.checked_key(key, place)
-        self.fail(where, "missing: api_key_env or api_key_file (the key never goes in this file)")
-
-    def checked_key(self, key: str, where: str) -> str:
-        # It becomes an HTTP header value; say what is wrong without showing any of it.
-        if any(char.isspace() or not char.isprintable() for char in key):
-            self.fail(where, "the key contains whitespace or control characters")
-        return key
 
     def seconds(self, value: object, where: str) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):

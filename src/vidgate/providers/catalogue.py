@@ -13,6 +13,7 @@ from typing import Any
 
 from vidgate.errors import InvalidRequest
 from vidgate.providers.options import OptionKind, OptionSpec, OptionValue, as_integer, price_key
+from vidgate.toml_files import ConfigFileError
 from vidgate.worker.retry import RetryPolicy
 
 __all__ = [
@@ -51,15 +52,10 @@ DEFAULT_ASPECT_RATIO = "landscape"
 SECONDS_OPTIONS = ("duration", "n_frames")
 
 
-class CatalogueError(ValueError):
+class CatalogueError(ConfigFileError):
     """A catalogue file that cannot be used: names the file and the field, in one line."""
 
-    def __init__(self, source: str, where: str, problem: str) -> None:
-        self.source = source
-        self.where = where
-        self.problem = problem
-        place = f"{source}: {where}" if where else source
-        super().__init__(f"catalogue {place}: {problem}")
+    label = "catalogue"
 
 
 @dataclass(frozen=True, kw_only=True)

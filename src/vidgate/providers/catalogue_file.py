@@ -25,7 +25,7 @@ from vidgate.providers.catalogue import (
     PriceRule,
 )
 from vidgate.providers.options import OptionKind, OptionSpec, OptionValue, price_key, shown
-from vidgate.providers.toml_reader import NAME, TomlReader, key, load_toml
+from vidgate.toml_files import NAME, TomlReader, key, load_toml
 from vidgate.worker.retry import RetryPolicy
 
 TASK_TYPES = ("text-to-video", "image-to-video", "video-to-video")

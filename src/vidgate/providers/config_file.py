@@ -8,15 +8,20 @@ Secrets never live in the file: it names an environment variable (`api_key_env`)
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 from vidgate.providers.config import ProviderConfig
 from vidgate.providers.options import shown
-from vidgate.providers.toml_reader import NAME, TomlReader, key, load_toml
+from vidgate.toml_files import (
+    NAME,
+    NO_SECRETS,
+    ConfigFileError,
+    SecretReader,
+    key,
+    load_toml,
+)
 
 # Kinds of upstream the gateway can talk to (diffusers, a local model, comes later).
 KINDS = ("apimall", "openai")
@@ -33,25 +38,15 @@ PROVIDER_KEYS = (
     "max_concurrent",
     "options",
 )
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_NO_SECRETS = (
-    "secrets never go in the file: name an environment variable with api_key_env "
-    "or a file holding the key with api_key_file"
-)
 # Below this a timeout or poll interval is a typo, not a setting.
 _SMALLEST_SECONDS = 0.01
 _DEFAULTS = ProviderConfig(name="", kind="", base_url="")
 
 
-class ProvidersFileError(ValueError):
+class ProvidersFileError(ConfigFileError):
     """A providers file that cannot be used: names the file and the field, in one line."""
 
-    def __init__(self, source: str, where: str, problem: str) -> None:
-        self.source = source
-        self.where = where
-        self.problem = problem
-        place = f"{source}: {where}" if where else source
-        super().__init__(f"providers {place}: {problem}")
+    label = "providers"
 
 
 def read_providers_file(
@@ -74,11 +69,9 @@ def parse_providers(
     return _Reader(source, base_dir, environ).providers(raw)
 
 
-class _Reader(TomlReader):
+class _Reader(SecretReader):
     def __init__(self, source: str, base_dir: Path, environ: Mapping[str, str]) -> None:
-        super().__init__(source, ProvidersFileError)
-        self.base_dir = base_dir
-        self.environ = environ
+        super().__init__(source, ProvidersFileError, base_dir=base_dir, environ=environ)
 
     def providers(self, raw: Mapping[str, Any]) -> dict[str, ProviderConfig]:
         self.keys(raw, ("providers",), "")
@@ -99,7 +92,7 @@ class _Reader(TomlReader):
             self.fail(where, f"{name} is the name of a built-in provider; choose another")
         table = self.table(entry, where)
         if "api_key" in table:  # before the unknown-key check, which would only list keys
-            self.fail(f"{where}.api_key", _NO_SECRETS)
+            self.fail(f"{where}.api_key", NO_SECRETS)
         self.keys(table, PROVIDER_KEYS, where)
         kind = self.kind(table.get("kind"), f"{where}.kind")
         base_url = self.base_url(table.get("base_url"), f"{where}.base_url")
@@ -136,24 +129,6 @@ class _Reader(TomlReader):
             self.fail(where, f"unknown kind {shown(value)} (known: {', '.join(KINDS)})")
         return str(value)
 
-    def base_url(self, value: object, where: str) -> str:
-        if value is None:
-            self.fail(where, "missing: the upstream's URL, e.g. https://api.example.com")
-        text = self.text(value, where)
-        try:
-            parts = urlsplit(text)
-            parts.port  # noqa: B018 - raises ValueError on a port that is not a number
-        except ValueError:
-            self.fail(where, "is not a valid URL")
-        if parts.username is not None or parts.password is not None:
-            # Not echoed: what precedes the @ may be a password.
-            self.fail(where, f"must not hold credentials; {_NO_SECRETS}")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            self.fail(where, f"must be an http:// or https:// URL with a host (got {shown(text)})")
-        if parts.query or parts.fragment:  # not echoed either: a query may carry a key
-            self.fail(where, "must not have a query or a fragment")
-        return text.rstrip("/")
-
     def seconds(
         self, table: Mapping[str, Any], name: str, where: str, *, default: float | None = None
     ) -> float:
@@ -163,49 +138,5 @@ class _Reader(TomlReader):
     def options(self, value: object, where: str) -> dict[str, Any]:
         options = self.table(value, where)
         if "api_key" in options:
-            self.fail(f"{where}.api_key", _NO_SECRETS)
+            self.fail(f"{where}.api_key", NO_SECRETS)
         return dict(options)
-
-    # -- the secret ---------------------------------------------------------------------
-
-    def api_key(self, table: Mapping[str, Any], where: str) -> str:
-        """The key named by api_key_env or api_key_file; both kinds so far need one."""
-        has_env, has_file = "api_key_env" in table, "api_key_file" in table
-        if has_env and has_file:
-            self.fail(f"{where}.api_key_file", "give either api_key_env or api_key_file, not both")
-        if has_env:
-            return self.key_from_env(table["api_key_env"], f"{where}.api_key_env")
-        if has_file:
-            return self.key_from_file(table["api_key_file"], f"{where}.api_key_file")
-        self.fail(
-            f"{where}.api_key_env",
-            "missing: name the environment variable holding the upstream's key "
-            "(or give api_key_file, a file holding it)",
-        )
-
-    def key_from_env(self, value: object, where: str) -> str:
-        if not isinstance(value, str) or not _ENV_NAME.fullmatch(value):
-            # Not echoed: a key pasted here by mistake would end up in the log.
-            self.fail(where, "must be the name of an environment variable (letters, digits, _)")
-        secret = self.environ.get(value)
-        if secret is None:
-            self.fail(where, f"environment variable {value} is not set")
-        return self.checked_secret(secret, where, f"environment variable {value}")
-
-    def key_from_file(self, value: object, where: str) -> str:
-        path = self.base_dir / Path(self.text(value, where)).expanduser()
-        try:
-            secret = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            self.fail(where, f"cannot read {path}: {exc.strerror or type(exc).__name__}")
-        except UnicodeDecodeError:
-            self.fail(where, f"{path} is not UTF-8 text")
-        return self.checked_secret(secret, where, str(path))
-
-    def checked_secret(self, secret: str, where: str, origin: str) -> str:
-        secret = secret.strip()
-        if not secret:
-            self.fail(where, f"{origin} is empty")
-        if any(char.isspace() for char in secret):
-            self.fail(where, f"{origin} must hold the key alone, on one line")
-        return secret

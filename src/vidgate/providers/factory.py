@@ -15,8 +15,8 @@ from vidgate.providers.catalogue import Catalogue
 from vidgate.providers.config import ProviderConfig
 from vidgate.providers.config_file import ProvidersFileError, read_providers_file
 from vidgate.providers.sample import SampleProvider
-from vidgate.providers.toml_reader import key
 from vidgate.settings import Settings
+from vidgate.toml_files import key
 
 logger = logging.getLogger("vidgate.providers")
 
