@@ -28,12 +28,12 @@ from vidgate.providers.base import (
     TechnicalError,
 )
 from vidgate.providers.config import ProviderConfig
+from vidgate.providers.http_hints import retry_after_s
 from vidgate.providers.openai_videos import (
     PROTOCOL_SIZE_LIST,
     OpenAIVideosProvider,
     pick_seconds,
     pick_size,
-    retry_after_s,
 )
 
 # The SDK marks the video methods deprecated (OpenAI's own Sora API closes); the protocol lives on.

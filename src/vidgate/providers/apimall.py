@@ -10,7 +10,7 @@ provider interface (providers/base.py):
   400, 404, 422 (submit)      LogicalError: the upstream's reason, shown to the user
   451                         LogicalError(code=content_blocked)
   401, 403, 402               ChannelFault: our credentials or credit upstream; fail over
-  429, 503                    TechnicalError with the upstream's Retry-After
+  429, 503                    TechnicalError with the upstream's Retry-After (s or a date)
   other 5xx (submit)          SubmitUncertain: a proxy's 502/504 may hide an accepted job
   no connection made          TechnicalError: nothing reached the upstream; fail over
   timeout, connection lost    SubmitUncertain while submitting: same channel, same key
@@ -39,6 +39,7 @@ from vidgate.providers.base import (
     TechnicalError,
 )
 from vidgate.providers.config import ProviderConfig
+from vidgate.providers.http_hints import retry_after_s
 
 GENERATE_PATH = "/api/v1/videos/generate"
 TASK_PATH = "/api/v1/videos/{task_id}"
@@ -178,7 +179,7 @@ class ApiMallProvider:
         if status in (429, 503) or status >= 500:
             raise TechnicalError(
                 f"{self.name}: the upstream is busy (HTTP {status}): {message}",
-                retry_after_s=_retry_after(response),
+                retry_after_s=retry_after_s(response.headers),
             )
         if submitting and status in (400, 404, 409, 422):
             self._refuse(status, message, response)
@@ -187,7 +188,9 @@ class ApiMallProvider:
     def _refuse(self, status: int, message: str, response: httpx.Response) -> NoReturn:
         code = _error_code(response)
         if code == "idempotency_key_in_use":  # our first submit is still being answered
-            raise SubmitUncertain(f"{self.name}: {message}", retry_after_s=_retry_after(response))
+            raise SubmitUncertain(
+                f"{self.name}: {message}", retry_after_s=retry_after_s(response.headers)
+            )
         raise LogicalError(f"upstream refused the task: {message}")
 
     def _status(self, data: dict[str, Any]) -> JobStatus:
@@ -251,11 +254,6 @@ def _upstream_message(response: httpx.Response) -> str:
     if not isinstance(message, str) or not message:
         message = f"HTTP {response.status_code}"
     return message[:UPSTREAM_MESSAGE_CHARS]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after", "").strip()
-    return float(value) if value.isdigit() else None
 
 
 def _integer(value: object) -> int | None:

@@ -44,13 +44,10 @@ credential refusals do not repeat the upstream's words at all (they often quote 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import email.utils
 import hashlib
 import logging
 import re
 import secrets
-import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,6 +73,7 @@ from vidgate.providers.base import (
     TechnicalError,
 )
 from vidgate.providers.config import ProviderConfig
+from vidgate.providers.http_hints import retry_after_s
 
 logger = logging.getLogger("vidgate.providers.openai")
 
@@ -190,24 +188,6 @@ def _transport_errors(*names: str) -> tuple[type[Exception], ...]:
 NEVER_CONNECTED = _transport_errors("ConnectError", "ConnectTimeout")
 # Raised while a streamed body is read: the SDK wraps only what happens before the headers.
 BROKEN_STREAM = _transport_errors("TransportError")
-
-
-def retry_after_s(headers: Any) -> float | None:
-    """The upstream's Retry-After hint in seconds (retry-after-ms, seconds or an HTTP date)."""
-    milliseconds = headers.get("retry-after-ms")
-    with contextlib.suppress(TypeError, ValueError):
-        if milliseconds is not None and float(milliseconds) >= 0:
-            return float(milliseconds) / 1000
-    value = headers.get("retry-after")
-    if value is None:
-        return None
-    with contextlib.suppress(ValueError):
-        seconds = float(value)
-        return seconds if seconds >= 0 else None
-    with contextlib.suppress(TypeError, ValueError, IndexError):
-        when = email.utils.parsedate_to_datetime(value)
-        return max(0.0, when.timestamp() - time.time())
-    return None
 
 
 class OpenAIVideosProvider:
@@ -480,4 +460,4 @@ async def _write_file(chunks: AsyncIterator[bytes], path: Path) -> bytes:
     return head
 
 
-__all__ = ["OpenAIVideosProvider", "Size", "pick_seconds", "pick_size", "retry_after_s"]
+__all__ = ["OpenAIVideosProvider", "Size", "pick_seconds", "pick_size"]
