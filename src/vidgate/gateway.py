@@ -50,7 +50,7 @@ class Gateway:
     def build(cls, settings: Settings) -> Gateway:
         settings.ensure_data_dir()
         catalogue = Catalogue.load(settings.catalogue_path)
-        providers = build_providers(settings)
+        providers = build_providers(settings, catalogue)
         return cls(
             settings=settings,
             db=open_database(settings.resolved_database_url),
