@@ -60,6 +60,7 @@ __all__ = [
     "fetch_url",
     "never_public_reason",
     "sniff_kind",
+    "write_chunks",
 ]
 
 IMAGE_KINDS = frozenset(
@@ -563,18 +564,24 @@ class _Body:
         self.kind = kind or "application/octet-stream"
 
 
+async def write_chunks(chunks: AsyncIterator[bytes], file: BinaryIO) -> None:
+    """Write a stream to an open file in blocks of WRITE_BLOCK, each in a thread, so neither a
+    large body nor a slow disk holds the event loop."""
+    block = bytearray()
+    async for chunk in chunks:
+        block += chunk
+        if len(block) >= WRITE_BLOCK:
+            await asyncio.to_thread(file.write, block)
+            block.clear()  # safe: the write above has finished
+    if block:
+        await asyncio.to_thread(file.write, block)
+
+
 async def _write_temporary(body: _Body, directory: Path) -> DownloadedFile:
     path, file = await asyncio.to_thread(_create_temporary, directory)
     try:
         try:
-            block = bytearray()
-            async for chunk in body.chunks():
-                block += chunk
-                if len(block) >= WRITE_BLOCK:
-                    await asyncio.to_thread(file.write, block)
-                    block.clear()  # safe: the write above has finished
-            if block:
-                await asyncio.to_thread(file.write, block)
+            await write_chunks(body.chunks(), file)
         finally:
             await asyncio.to_thread(file.close)
     except BaseException:  # cancelled or timed out too

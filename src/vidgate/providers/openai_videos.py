@@ -58,7 +58,7 @@ import httpx
 import openai
 from openai.types import Video, VideoSeconds, VideoSize
 
-from vidgate.net.fetch import sniff_kind
+from vidgate.net.fetch import SNIFF_BYTES, sniff_kind, write_chunks
 from vidgate.providers.base import (
     ChannelFault,
     GenerationRequest,
@@ -84,7 +84,6 @@ MODERATION_CODES = frozenset(
     {"moderation_blocked", "content_policy_violation", "content_blocked", "content_filter"}
 )
 MESSAGE_LIMIT = 500  # characters of an upstream message passed on to the user
-WRITE_BLOCK = 1 << 20  # bytes gathered before each write of a download
 KNOWN_OPTIONS = frozenset({"sizes", "seconds"})
 NO_KEY = "no-key"  # sent when no key is configured (local upstreams that check none)
 
@@ -441,23 +440,21 @@ async def _upload(path: Path) -> tuple[str, bytes, str]:
 
 
 async def _write_file(chunks: AsyncIterator[bytes], path: Path) -> bytes:
-    """Write the chunks to path in blocks off the event loop; returns the first bytes."""
-    file = await asyncio.to_thread(path.open, "wb")
-    head = b""
-    try:
-        block = bytearray()
+    """Stream the chunks into path (net/fetch.py write_chunks); returns the first bytes."""
+    head = bytearray()
+
+    async def watched() -> AsyncIterator[bytes]:
         async for chunk in chunks:
-            if len(head) < 64:
-                head += chunk[: 64 - len(head)]
-            block += chunk
-            if len(block) >= WRITE_BLOCK:
-                await asyncio.to_thread(file.write, block)
-                block.clear()  # safe: the write above has finished
-        if block:
-            await asyncio.to_thread(file.write, block)
+            if len(head) < SNIFF_BYTES:
+                head.extend(chunk[: SNIFF_BYTES - len(head)])
+            yield chunk
+
+    file = await asyncio.to_thread(path.open, "wb")
+    try:
+        await write_chunks(watched(), file)
     finally:
         await asyncio.to_thread(file.close)
-    return head
+    return bytes(head)
 
 
 __all__ = ["OpenAIVideosProvider", "Size", "pick_seconds", "pick_size"]
