@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import Caller, make_caller
+from support import Caller, make_caller, static_http_server
 from test_http_edge import assert_error, assert_success
 from vidgate.app import create_app
 from vidgate.db import migrate
@@ -227,5 +227,42 @@ async def test_redirect_to_a_private_address_fails_the_task_and_refunds(
         f"image_urls[0]: redirect from 127.0.0.1 refused: {named} is not a public address; "
         "refusing to fetch it"
     )
+    assert task["credits_refunded"] == task["credits_used"] == 30
+    assert balance[0] == 100
+
+
+PNG_HEAD = b"\x89PNG\r\n\x1a\n" + b"\x00" * 56
+
+
+@pytest.mark.parametrize(
+    ("body", "problem"),
+    [
+        (b"<!doctype html><title>login</title>" + b" " * 64, "is not an image"),
+        (PNG_HEAD + b"\x00" * (2 * 1024 * 1024), "is larger than the limit of 1 MiB"),
+    ],
+    ids=["not-an-image", "oversized"],
+)
+async def test_a_body_that_is_no_image_or_too_large_fails_the_task_and_refunds(
+    working_gateway: Gateway, body: bytes, problem: str
+) -> None:
+    working_gateway.settings.fetch_max_bytes = 1024 * 1024
+    # The worker builds its fetch policy when it starts: start it again with the small cap.
+    await working_gateway.stop_worker()
+    await working_gateway.start()
+    caller = await make_caller(working_gateway.db, credits=100)
+    transport = httpx.ASGITransport(app=create_app(gateway=working_gateway))
+    with static_http_server({"/cat.png": ("image/png", body)}) as base_url:
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            request = {**IMAGE_TO_VIDEO, "image_urls": [f"{base_url}/cat.png"]}
+            created = assert_success(
+                await client.post(GENERATE, json=request, headers=caller.headers)
+            )
+            task = await wait_until_done(client, caller, created["task_id"])
+            balance = await snapshot(client, caller)
+
+    assert task["status"] == "failed"
+    assert task["error_code"] == "input_fetch_failed"
+    assert task["error_message"].startswith("image_urls[0]: ")
+    assert problem in task["error_message"]
     assert task["credits_refunded"] == task["credits_used"] == 30
     assert balance[0] == 100
