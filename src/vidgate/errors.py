@@ -68,6 +68,12 @@ class IdempotencyKeyInUse(VidgateError):
     default_message = "A request with this Idempotency-Key is still being processed; retry later"
 
 
+class TaskAlreadyEnded(VidgateError):
+    status_code = 409
+    code = "task_ended"
+    default_message = "The task has already ended"
+
+
 class PayloadTooLarge(VidgateError):
     status_code = 413
     code = "payload_too_large"

@@ -80,6 +80,12 @@ class Settings(BaseSettings):
     # /v1/moderations endpoint); none: prompts are not moderated
     moderation_path: Path | None = None
 
+    # Webhooks: seconds before each try of a delivery (Standard Webhooks' schedule: at once,
+    # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h; jittered); comma-separated
+    webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
+        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+    )
+
     # Opt-in failure injection in the sample provider (prompt markers), for client tests
     sample_failure_injection: bool = False
 
@@ -88,8 +94,16 @@ class Settings(BaseSettings):
         "fetch_allowed_private_networks",
         "worker_queues",
         "worker_models",
+        "webhook_retry_delays",
         mode="before",
     )(_split_csv)
+
+    @field_validator("webhook_retry_delays")
+    @classmethod
+    def _check_delays(cls, value: list[float]) -> list[float]:
+        if not value or any(delay < 0 for delay in value):
+            raise ValueError("give one or more delays in seconds, none negative")
+        return value
 
     @field_validator("fetch_allowed_private_networks")
     @classmethod

@@ -36,6 +36,9 @@ class Account(Base):
     name: Mapped[str] = mapped_column(String(200))
     credits: Mapped[int] = mapped_column(BigInteger, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # Signs the account's per-task callBackUrl deliveries (Standard Webhooks `whsec_...`);
+    # made on first use. Kept in clear: a symmetric signature needs the secret itself.
+    webhook_secret: Mapped[str | None] = mapped_column(String(100), nullable=True)
 
 
 class ApiKey(Base):
@@ -132,6 +135,10 @@ class VideoTask(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The OpenAI surface's delete: the stored files are gone, the row stays for billing.
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # A remix's source video (the OpenAI surface's remixed_from_video_id).
+    remixed_from: Mapped[str | None] = mapped_column(String(40), nullable=True)
 
 
 class IdempotencyRecord(Base):
@@ -182,3 +189,55 @@ class TaskEvent(Base):
     status: Mapped[str] = mapped_column(String(16))  # the task's status after the transition
     data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookEndpoint(Base):
+    """An account's webhook target (API-CONTRACT.md section 2), with its delivery stats."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # Only tasks created with this key, when set; every task of the account otherwise.
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    url: Mapped[str] = mapped_column(Text)
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # Standard Webhooks `whsec_...`, in clear: a symmetric signature needs the secret itself.
+    secret: Mapped[str] = mapped_column(String(100))
+    status: Mapped[str] = mapped_column(String(16), default="active")  # active, disabled, deleted
+    total_sent: Mapped[int] = mapped_column(Integer, default=0)  # delivered
+    total_failed: Mapped[int] = mapped_column(Integer, default=0)  # failed attempts
+    last_sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class WebhookDelivery(Base):
+    """One event to one target, made in the transaction that ends the task, and sent (with
+    retries) by the workers. `message_id` is the `webhook-id` header: the same on every try."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    message_id: Mapped[str] = mapped_column(String(40), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    # None for a task's own callBackUrl (signed with the account's webhook_secret).
+    endpoint_id: Mapped[int | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id"), nullable=True, index=True
+    )
+    task_id: Mapped[str] = mapped_column(ForeignKey("video_tasks.id"))
+    event_type: Mapped[str] = mapped_column(String(32))  # job.completed, job.failed, ...
+    url: Mapped[str] = mapped_column(Text)
+    # The body, fixed at the first attempt so every retry sends the same bytes.
+    payload: Mapped[str | None] = mapped_column(Text, nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="pending")  # pending, delivered, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

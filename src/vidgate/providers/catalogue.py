@@ -91,6 +91,9 @@ class ChannelSpec:
     provider: str
     priority: int = 0
     weight: int = 1
+    # A task cancelled once this channel accepted it: refunded (True), or not, when the
+    # upstream charges for what it started.
+    refund_on_cancel: bool = True
     upstream_model: str | None = None
     only_without_upstream: bool = False
     queue: str = DEFAULT_QUEUE

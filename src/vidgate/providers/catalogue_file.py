@@ -71,6 +71,7 @@ CHANNEL_KEYS = (
     "retry",
     "priority",
     "weight",
+    "refund_on_cancel",
 )
 RETRY_KEYS = tuple(f.name for f in dataclasses.fields(RetryPolicy))
 PRICE_KEYS = ("base", "by_option", "per_second")
@@ -267,6 +268,9 @@ class _Reader(TomlReader):
             # Unset, a channel's place in the list is its priority: listed order is preference.
             priority=self.integer(table.get("priority", position), f"{where}.priority", minimum=0),
             weight=self.integer(table.get("weight", 1), f"{where}.weight", minimum=1),
+            refund_on_cancel=self.boolean(
+                table.get("refund_on_cancel", True), f"{where}.refund_on_cancel"
+            ),
         )
 
     def retry(self, raw: object, where: str) -> RetryPolicy:
