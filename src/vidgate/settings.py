@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # Webhooks: seconds before each try of a delivery (Standard Webhooks' schedule: at once,
     # 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h; jittered); comma-separated
     webhook_retry_delays: Annotated[list[float], NoDecode] = Field(
-        default_factory=lambda: [0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
+        default_factory=lambda: [0.0, 5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400]
     )
 
     # Opt-in failure injection in the sample provider (prompt markers), for client tests
