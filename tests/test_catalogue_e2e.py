@@ -169,7 +169,7 @@ def test_every_body_generated_from_the_schema_is_accepted(idle_server: GatewayPr
     seen: set[tuple[str, str]] = set()
 
     @settings(
-        max_examples=80,
+        max_examples=120,  # enough to reach each of the seven models
         deadline=None,
         derandomize=True,  # the same bodies every run, so a failure reproduces
         database=None,
@@ -190,6 +190,8 @@ def test_every_body_generated_from_the_schema_is_accepted(idle_server: GatewayPr
         "sora2",
         "sora2-stable",
         "sora2-pro",
+        "sora-2",
+        "sora-2-pro",
     }
 
 

@@ -134,7 +134,7 @@ async def test_insufficient_credits_creates_nothing(
     ("change", "expected"),
     [
         ({"model": None}, "model: field required"),
-        ({"model": "sora3"}, "model: unknown model 'sora3' (available: sample, sora2, "),
+        ({"model": "sora3"}, "model: unknown model 'sora3' (available: sample, sora-2, "),
         ({"n_frames": "12"}, 'n_frames: must be one of "10", "15"'),
         ({"aspect_ratio": "wide"}, 'aspect_ratio: must be one of "landscape", "portrait"'),
         ({"duration": "5"}, "duration: not an option of model sora2 (allowed: "),

@@ -1,8 +1,14 @@
-"""Renders every error, ours or the framework's, in the contract's envelope."""
+"""Renders every error, ours or the framework's, in the envelope of the surface it came from.
+
+One handler, two renderers chosen by the request path: under /v1/ (the OpenAI-style surface)
+errors read `{"error": {"message", "type", "param", "code"}}` with OpenAI's error types, so the
+official SDKs raise their typed exceptions; everywhere else they take the API Mall envelope.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable
 from functools import lru_cache
 from typing import Any
@@ -11,7 +17,7 @@ import fastapi.routing
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import TypeAdapter
+from pydantic import BaseModel, Field, TypeAdapter
 from pydantic.errors import PydanticUserError
 from sqlalchemy import exc as sqlalchemy_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -35,13 +41,64 @@ _BY_STATUS: dict[int, type[errors.VidgateError]] = {
 }
 
 
-def error_response(error: errors.VidgateError, request_id: str) -> JSONResponse:
+OPENAI_PATH_PREFIX = "/v1/"
+# OpenAI's error types by HTTP status; any other 4xx is an invalid request, any 5xx api_error.
+_OPENAI_TYPES = {
+    401: "authentication_error",
+    402: "insufficient_quota",
+    403: "permission_error",
+    404: "not_found_error",
+    429: "rate_limit_error",
+}
+# Our codes that have a well-known OpenAI spelling; the others are passed on as they are.
+_OPENAI_CODES = {
+    "unauthorized": "invalid_api_key",
+    "rate_limited": "rate_limit_exceeded",
+    "insufficient_credits": "insufficient_quota",
+    "content_blocked": "moderation_blocked",
+}
+# Our 400 messages start with the field they are about ("size: must be one of ...").
+_PARAM_PREFIX = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\[[^\]]*\]|\.[A-Za-z_][A-Za-z0-9_]*)*): ")
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: str = Field(examples=["invalid_request_error"])
+    param: str | None = Field(examples=["size"])
+    code: str | None = Field(examples=["invalid_request"])
+
+
+class OpenAIErrorEnvelope(BaseModel):
+    error: OpenAIErrorBody
+
+
+def is_openai_path(path: str) -> bool:
+    return path.startswith(OPENAI_PATH_PREFIX)
+
+
+def openai_error_payload(error: errors.VidgateError) -> dict[str, object]:
+    status = error.status_code
+    kind = _OPENAI_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    found = _PARAM_PREFIX.match(error.message) if status == 400 else None
+    return {
+        "error": {
+            "message": error.message,
+            "type": kind,
+            "param": found.group(1) if found else None,
+            "code": _OPENAI_CODES.get(error.code, error.code),
+        }
+    }
+
+
+def error_response(error: errors.VidgateError, request: Request) -> JSONResponse:
     # The request-id header is added by RequestContextMiddleware to every response.
-    return JSONResponse(
-        error_payload(code=error.code, message=error.message, request_id=request_id),
-        status_code=error.status_code,
-        headers=error.headers,
-    )
+    if is_openai_path(request.scope["path"]):
+        body = openai_error_payload(error)
+    else:
+        body = error_payload(
+            code=error.code, message=error.message, request_id=request_id_of(request)
+        )
+    return JSONResponse(body, status_code=error.status_code, headers=error.headers)
 
 
 def _field_path(location: tuple[Any, ...] | list[Any]) -> str:
@@ -124,12 +181,12 @@ def describe_validation_errors(
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(errors.VidgateError)
     async def _vidgate_error(request: Request, exc: errors.VidgateError) -> JSONResponse:
-        return error_response(exc, request_id_of(request))
+        return error_response(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         message = describe_validation_errors(exc.errors(), request)
-        return error_response(errors.InvalidRequest(message), request_id_of(request))
+        return error_response(errors.InvalidRequest(message), request)
 
     @app.exception_handler(sqlalchemy_exc.OperationalError)
     @app.exception_handler(sqlalchemy_exc.TimeoutError)
@@ -140,7 +197,7 @@ def install_error_handlers(app: FastAPI) -> None:
         error = errors.ServiceUnavailable(
             "the database is busy or unreachable; retry shortly", headers={"Retry-After": "2"}
         )
-        return error_response(error, request_id_of(request))
+        return error_response(error, request)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -155,14 +212,15 @@ def install_error_handlers(app: FastAPI) -> None:
         elif isinstance(exc.detail, str) and error_class is not errors.InternalError:
             message = exc.detail
         error = error_class(message, headers=headers)
-        return error_response(error, request_id_of(request))
+        return error_response(error, request)
 
 
 def responses(
-    *extra: type[errors.VidgateError], auth: bool = True
+    *extra: type[errors.VidgateError], auth: bool = True, openai: bool = False
 ) -> dict[int | str, dict[str, Any]]:
     """A route's OpenAPI error responses: the common ones, the key's (401, 429) when the route
-    needs a key, and the route's own."""
+    needs a key, and the route's own; `openai`: in the OpenAI-style shape."""
+    envelope = OpenAIErrorEnvelope if openai else ErrorEnvelope
     common: list[type[errors.VidgateError]] = [
         errors.InvalidRequest,
         errors.NotFound,
@@ -177,7 +235,7 @@ def responses(
         description = cls.default_message
         if previous and description not in previous["description"]:
             description = f"{previous['description']}; {description}"
-        result[cls.status_code] = {"model": ErrorEnvelope, "description": description}
+        result[cls.status_code] = {"model": envelope, "description": description}
     return result
 
 

@@ -6,6 +6,7 @@ catalogue_file.py reads and checks it, this module holds what it becomes.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ __all__ = [
     "PriceRule",
     "VideoShape",
     "frame_size",
+    "parse_size",
 ]
 
 BUILTIN_CATALOGUE = Path(__file__).with_name("catalogue.toml")
@@ -48,8 +50,12 @@ ASPECT_RATIOS = {
 }
 DEFAULT_ASPECT_RATIO = "landscape"
 # Options that give the clip's length in seconds, in order of precedence (Sora's n_frames is
-# the clip length in seconds, not a frame count).
-SECONDS_OPTIONS = ("duration", "n_frames")
+# the clip length in seconds, not a frame count; `seconds` is the OpenAI-style surface's word).
+SECONDS_OPTIONS = ("duration", "n_frames", "seconds")
+# An option that gives the frame size itself, as "WIDTHxHEIGHT" (the OpenAI-style `size`); it
+# wins over aspect_ratio and resolution.
+SIZE_OPTION = "size"
+_SIZE = re.compile(r"([1-9][0-9]{0,4})x([1-9][0-9]{0,4})")
 
 
 class CatalogueError(ConfigFileError):
@@ -144,6 +150,11 @@ class ModelSpec:
 
     def shape(self, options: Mapping[str, object]) -> VideoShape:
         """The clip the provider renders for these (normalized) options."""
+        size = options.get(SIZE_OPTION)
+        given = parse_size(size) if isinstance(size, str) else None
+        if given is not None:
+            width, height = given
+            return VideoShape(width=width, height=height, seconds=self.clip_seconds(options))
         aspect = options.get("aspect_ratio")
         resolution = options.get("resolution")
         width, height = frame_size(
@@ -170,6 +181,12 @@ class ModelSpec:
             "time_limit_seconds": self.time_limit_seconds,
             "queue": self.queue,
         }
+
+
+def parse_size(text: str) -> tuple[int, int] | None:
+    """(width, height) of a "WIDTHxHEIGHT" size, or None if it is not one."""
+    match = _SIZE.fullmatch(text)
+    return (int(match.group(1)), int(match.group(2))) if match else None
 
 
 def frame_size(*, aspect_ratio: str, resolution: str) -> tuple[int, int]:

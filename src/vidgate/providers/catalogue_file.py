@@ -19,10 +19,12 @@ from vidgate.providers.catalogue import (
     DEFAULT_RESOLUTION,
     RESOLUTION_SHORT_SIDE,
     SECONDS_OPTIONS,
+    SIZE_OPTION,
     CatalogueError,
     ChannelSpec,
     ModelSpec,
     PriceRule,
+    parse_size,
 )
 from vidgate.providers.options import OptionKind, OptionSpec, OptionValue, price_key, shown
 from vidgate.toml_files import NAME, TomlReader, key, load_toml
@@ -76,6 +78,7 @@ CHANNEL_KEYS = (
 RETRY_KEYS = tuple(f.name for f in dataclasses.fields(RetryPolicy))
 PRICE_KEYS = ("base", "by_option", "per_second")
 _OPTION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+MAX_FRAME_SIDE = 4096
 
 
 def read_catalogue(path: Path) -> dict[str, ModelSpec]:
@@ -215,6 +218,7 @@ class _Reader(TomlReader):
                         f"{where}.{name}.values[{index}]",
                         f"{shown(value)} is not one of {', '.join(known)}",
                     )
+        self.size_option(options.get(SIZE_OPTION), f"{where}.{SIZE_OPTION}")
         for name in SECONDS_OPTIONS:
             spec = options.get(name)
             if spec is None:
@@ -231,6 +235,22 @@ class _Reader(TomlReader):
                         )
             else:
                 self.fail(f"{where}.{name}", f"{name} must be an enum or integer option")
+
+    def size_option(self, spec: OptionSpec | None, where: str) -> None:
+        """A `size` option names frame sizes, "WIDTHxHEIGHT", that H.264 can encode (even
+        sides, at most MAX_FRAME_SIDE)."""
+        if spec is None:
+            return
+        if spec.kind is not OptionKind.ENUM:
+            self.fail(where, f"{SIZE_OPTION} must be an enum option")
+        for index, value in enumerate(spec.values):
+            size = parse_size(value)
+            if size is None or any(side % 2 or side > MAX_FRAME_SIDE for side in size):
+                self.fail(
+                    f"{where}.values[{index}]",
+                    f"a size is WIDTHxHEIGHT with even sides of at most {MAX_FRAME_SIDE} "
+                    f"(got {shown(value)})",
+                )
 
     def channels(self, raw: object, where: str) -> tuple[ChannelSpec, ...]:
         if raw is None:

@@ -63,6 +63,8 @@ class TaskRecord:
     updated_at: datetime
     started_at: datetime | None
     completed_at: datetime | None
+    deleted_at: datetime | None = None  # the OpenAI surface's delete: files gone, row kept
+    remixed_from: str | None = None  # the task this one remixes
 
     @property
     def is_terminal(self) -> bool:
@@ -242,6 +244,52 @@ def history(
         .limit(limit)
     )
     return int(total or 0), [_record(row) for row in rows]
+
+
+def video_page(
+    conn: Connection,
+    *,
+    account_id: int,
+    limit: int,
+    ascending: bool,
+    after: TaskRecord | None = None,
+) -> list[TaskRecord]:
+    """A cursor page of the account's tasks that are not deleted, in creation order (or its
+    reverse), strictly past `after`. The order is (created_at, id), the account's index."""
+    conditions: list[ColumnElement[bool]] = [
+        tasks.c.account_id == account_id,
+        tasks.c.deleted_at.is_(None),
+    ]
+    if after is not None:
+        past = (
+            (tasks.c.created_at > after.created_at, tasks.c.id > after.id)
+            if ascending
+            else (tasks.c.created_at < after.created_at, tasks.c.id < after.id)
+        )
+        conditions.append(or_(past[0], (tasks.c.created_at == after.created_at) & past[1]))
+    order = (
+        (tasks.c.created_at.asc(), tasks.c.id.asc())
+        if ascending
+        else (tasks.c.created_at.desc(), tasks.c.id.desc())
+    )
+    rows = conn.execute(select(*_TASK_COLUMNS).where(*conditions).order_by(*order).limit(limit))
+    return [_record(row) for row in rows]
+
+
+def mark_deleted(conn: Connection, *, task_id: str, account_id: int, at: datetime) -> bool:
+    """Stamp deleted_at on an ended, not yet deleted task of the account; False if refused."""
+    deleted = conn.execute(
+        update(tasks)
+        .where(
+            tasks.c.id == task_id,
+            tasks.c.account_id == account_id,
+            tasks.c.status.in_(TERMINAL),
+            tasks.c.deleted_at.is_(None),
+        )
+        .values(deleted_at=at, updated_at=at)
+        .returning(tasks.c.id)
+    ).first()
+    return deleted is not None
 
 
 def claim_due(

@@ -73,7 +73,7 @@ def validate(
         allowed = ", ".join(model.types)
         raise InvalidRequest(f"type: model {model.id} supports {allowed} (got {command.type!r})")
     options = model.normalize_options(command.options)
-    if command.type == "image-to-video" and not command.image_urls:
+    if command.type == "image-to-video" and not (command.image_urls or command.input_file_keys):
         raise InvalidRequest("image_urls: image-to-video needs at least one image URL")
     if command.type == "text-to-video" and not (command.prompt and command.prompt.strip()):
         raise InvalidRequest("prompt: text-to-video needs a prompt")
@@ -92,7 +92,7 @@ def validate(
         if reason is not None:
             raise InvalidRequest(f"{field}: {reason}")
     shape = model.shape(options)
-    params = {
+    params: dict[str, Any] = {
         "options": options,
         "image_urls": list(command.image_urls),
         "video_url": command.video_url,
@@ -101,6 +101,8 @@ def validate(
         "height": shape.height,
         "seconds": shape.seconds,
     }
+    if command.input_file_keys:  # read by the worker from the FileStore (worker/media.py)
+        params["input_file_keys"] = list(command.input_file_keys)
     return Validated(model=model, options=options, credits=model.credits(options), params=params)
 
 
@@ -171,6 +173,8 @@ async def create_task(
         "updated_at": now,
         "started_at": None,
         "completed_at": None,
+        "deleted_at": None,
+        "remixed_from": command.remixed_from,
     }
 
     def work(conn: Connection) -> CreateOutcome:

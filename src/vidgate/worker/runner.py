@@ -376,6 +376,9 @@ class TaskRunner:
 
     async def _fetch_inputs(self, task: TaskRecord) -> tuple[Path, ...]:
         try:
+            stored = task.params.get("input_file_keys")
+            if stored:  # uploads: read from our own store
+                return await media.copy_stored_inputs(self.store, stored, work_dir=self.work_dir)
             return await media.fetch_inputs(
                 task.params.get("image_urls", []),
                 policy=self.input_policy,

@@ -1,0 +1,1 @@
+"""Media derived from stored results (preview images)."""
