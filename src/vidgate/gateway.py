@@ -7,6 +7,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 
+from vidgate.api.apimall import presenters
 from vidgate.api.render_cache import RenderCache
 from vidgate.db.engine import Database, open_database
 from vidgate.errors import UpstreamUnavailable
@@ -22,6 +23,9 @@ from vidgate.ratelimit.gcra import RateLimiter, build_rate_limiter
 from vidgate.settings import Settings
 from vidgate.storage.base import FileStore
 from vidgate.storage.factory import build_file_store
+from vidgate.tasks.repository import TaskRecord
+from vidgate.webhooks.delivery import DeliveryWorker
+from vidgate.webhooks.sender import WebhookSender
 from vidgate.worker.claim import SqlClaimer
 from vidgate.worker.loop import Worker, new_worker_id
 from vidgate.worker.runner import TaskRunner
@@ -45,6 +49,7 @@ class Gateway:
     rendered_tasks: RenderCache = field(default_factory=RenderCache)
     moderator: Moderator = field(default_factory=AllowAll)
     worker: Worker | None = field(default=None)
+    deliveries: DeliveryWorker | None = field(default=None)
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -155,6 +160,20 @@ class Gateway:
             concurrency=settings.worker_concurrency,
             poll_interval_s=settings.worker_poll_interval_s,
             lease_s=settings.worker_lease_s,
+            on_task_ended=self.wake_deliveries,
+        )
+
+    def _webhook_body_of(self, task: TaskRecord) -> str:
+        # A delivery's data is the task as GET /api/v1/videos/{id} shows it.
+        return presenters.task_view(task, self.url_for).model_dump_json()
+
+    def _build_deliveries(self) -> DeliveryWorker:
+        return DeliveryWorker(
+            db=self.db,
+            sender=WebhookSender(allowed_networks=self.allowed_networks),
+            render_task=self._webhook_body_of,
+            retry_delays=self.settings.webhook_retry_delays,
+            owner=new_worker_id(),
         )
 
     async def start(self) -> None:
@@ -169,15 +188,26 @@ class Gateway:
                 "worker serves %s: models %s", queues, ", ".join(self.servable_models()) or "none"
             )
             self.worker.start()
+        if self.settings.worker_enabled and self.deliveries is None:
+            # Webhook deliveries go wherever tasks are worked on.
+            self.deliveries = self._build_deliveries()
+            self.deliveries.start()
 
     def wake_worker(self) -> None:
         if self.worker is not None:
             self.worker.wake()
 
+    def wake_deliveries(self) -> None:
+        if self.deliveries is not None:
+            self.deliveries.wake()
+
     async def stop_worker(self) -> None:
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None
+        if self.deliveries is not None:
+            await self.deliveries.stop()
+            self.deliveries = None
 
     async def close(self) -> None:
         await self.stop_worker()

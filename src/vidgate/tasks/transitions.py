@@ -4,9 +4,10 @@ transaction.
 A move applies only from the statuses the state machine allows (tasks/states.py ALLOWED), so a
 task ends exactly once; worker moves are also fenced by the lease (`lease_owner = me`), so a
 worker that lost its lease cannot overwrite its successor. A refused move changes nothing and
-writes no event. A move that ends a task gives its key's in-flight slot back and a failure
-refunds, both in the same transaction; the ledger's unique (task_id, 'refund') makes a second
-refund impossible even if those checks were bypassed.
+writes no event. A move that ends a task gives its key's in-flight slot back, queues its webhook
+deliveries (webhooks/outbox.py) and a failure refunds, all in the same transaction; the
+ledger's unique (task_id, 'refund') makes a second refund impossible even if those checks were
+bypassed.
 Lease housekeeping (extend, release, retry later) is not a move and writes no event.
 """
 
@@ -30,6 +31,7 @@ from vidgate.tasks.states import (
     TaskStep,
     sources_of,
 )
+from vidgate.webhooks import outbox
 
 _NO_LEASE = {"lease_owner": None, "lease_expires_at": None}
 
@@ -51,12 +53,21 @@ def _move(
         owner=owner,
         sources=sources_of(target),
         values={"status": target.value, "updated_at": at, **values},
-        returning=("account_id", "api_key_id", "credits_used", "channel"),
+        returning=("account_id", "api_key_id", "credits_used", "channel", "callback_url"),
     )
     if row is not None and target.value in TERMINAL:
         repository.free_job_slot(conn, api_key_id=row.api_key_id)
         if row.channel is not None:
             repository.free_channel_slot(conn, channel=row.channel)
+        outbox.enqueue_ending(
+            conn,
+            task_id=task_id,
+            account_id=row.account_id,
+            api_key_id=row.api_key_id,
+            callback_url=row.callback_url,
+            status=target.value,
+            at=at,
+        )
     if row is not None and event is not None:
         repository.insert_event(
             conn,

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import socket
+from collections.abc import Callable
 
 from ulid import ULID
 
@@ -40,7 +41,10 @@ class Worker:
         concurrency: int,
         poll_interval_s: float,
         lease_s: float,
+        on_task_ended: Callable[[], None] | None = None,
     ) -> None:
+        """`on_task_ended`: called when a step may have ended its task (the webhook delivery
+        loop's wake-up, so an ending is sent at once rather than at its next look)."""
         self.db = db
         self.claimer = claimer
         self.runner = runner
@@ -48,6 +52,7 @@ class Worker:
         self.concurrency = concurrency
         self.poll_interval_s = poll_interval_s
         self.lease_s = lease_s
+        self.on_task_ended = on_task_ended
         self._wake = asyncio.Event()
         self._stopping = False
         self._active: dict[str, asyncio.Task[None]] = {}
@@ -87,7 +92,8 @@ class Worker:
             lambda conn: repository.overdue(conn, now=now, limit=OVERDUE_BATCH)
         )
         for task_id in overdue:
-            await self._fail_overdue(task_id)
+            if await self._fail_overdue(task_id):
+                self._task_ended()
 
     async def _release(self, task_id: str) -> bool:
         return await self.db.backend.run_write(
@@ -136,7 +142,9 @@ class Worker:
     async def _run_one(self, task_id: str) -> None:
         try:
             due_again = await self.runner.run(task_id)
-            if due_again is not None:
+            if due_again is None:  # ended, or handed back: either way nothing more to do here
+                self._task_ended()
+            else:
                 # Look again exactly when it is due rather than at the next poll tick.
                 delay = max(0.0, (due_again - utcnow()).total_seconds())
                 asyncio.get_running_loop().call_later(delay, self._wake.set)
@@ -145,3 +153,7 @@ class Worker:
         finally:
             self._active.pop(task_id, None)
             self._wake.set()  # a slot is free
+
+    def _task_ended(self) -> None:
+        if self.on_task_ended is not None:
+            self.on_task_ended()
