@@ -10,12 +10,13 @@ from vidgate.api.apimall.schemas import (
     GenerateRequest,
     HistoryItem,
     HistoryPage,
+    TaskEventView,
     TaskOutput,
     TaskView,
 )
 from vidgate.db.types import iso_ms
 from vidgate.tasks.commands import CreateTask
-from vidgate.tasks.repository import TaskRecord
+from vidgate.tasks.repository import EventRecord, TaskRecord
 from vidgate.tasks.states import TaskErrorCode, TaskStatus
 
 SURFACE = "apimall"
@@ -46,10 +47,14 @@ def created(task: TaskRecord, *, remaining_credits: int) -> CreatedTask:
     )
 
 
-def wire_status(task: TaskRecord) -> str:
+def _wire_status(status: str) -> str:
     # API Mall's clients know only completed and failed as ends: a cancelled task reads failed,
     # with error_code "cancelled".
-    return TaskStatus.FAILED.value if task.status == TaskStatus.CANCELLED else task.status
+    return TaskStatus.FAILED.value if status == TaskStatus.CANCELLED else status
+
+
+def wire_status(task: TaskRecord) -> str:
+    return _wire_status(task.status)
 
 
 def _error_code(task: TaskRecord) -> str | None:
@@ -103,3 +108,19 @@ def history_page(
         for task in tasks
     ]
     return HistoryPage(items=items, page=page, limit=limit, total=total)
+
+
+# What an event's data may show a client; the rest (which channel took the task, its upstream
+# job id) is the operator's business, as on the status endpoint.
+_PUBLIC_EVENT_DATA = ("progress", "error_code", "error_message", "refunded")
+
+
+def event_view(event: EventRecord, task: TaskRecord | None, url_for: UrlFor) -> TaskEventView:
+    """One event of the live status stream; `task`: the task as it ended, for the terminal
+    event."""
+    return TaskEventView(
+        status=_wire_status(event.status),
+        data={name: event.data[name] for name in _PUBLIC_EVENT_DATA if name in event.data},
+        created_at=iso_ms(event.created_at) or "",
+        task=task_view(task, url_for) if task is not None else None,
+    )

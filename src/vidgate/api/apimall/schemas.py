@@ -136,3 +136,21 @@ class HistoryPage(BaseModel):
     page: int
     limit: int
     total: int
+
+
+class TaskEventView(BaseModel):
+    """The `data` of one event of GET /api/v1/videos/{task_id}/events (its `id` and `event`
+    are the stream's own fields)."""
+
+    status: Literal["pending", "processing", "completed", "failed", "unknown"] = Field(
+        description="The task's status after this event, as the status endpoint spells it "
+        "(a cancelled task reads failed)"
+    )
+    data: dict[str, Any] = Field(
+        description="What the event says: progress (progress), error_code and error_message "
+        "(failed), refunded (cancelled)"
+    )
+    created_at: str
+    task: TaskView | None = Field(
+        description="On the terminal event only: the task as GET /api/v1/videos/{task_id} shows it"
+    )
