@@ -61,6 +61,7 @@ ApiKeyOption = Annotated[
 def register(app: typer.Typer) -> None:
     app.command()(generate)
     app.command()(status)
+    app.command()(cancel)
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -206,7 +207,8 @@ def generate(
             task = _follow(client, created.task_id, timeout=timeout)
         except KeyboardInterrupt:
             err.print(
-                f"interrupted; the task goes on: `vidgate status {created.task_id}` to check it"
+                f"interrupted; the task goes on: `vidgate status {created.task_id}` to check "
+                f"it, `vidgate cancel {created.task_id}` to stop it"
             )
             raise typer.Exit(130) from None
         if task.status != "completed":
@@ -253,7 +255,8 @@ def _credits(amount: int) -> str:
 
 
 def _follow(client: VidgateClient, task_id: str, *, timeout: float | None) -> Task:
-    """Wait for the task, with a live progress bar on a terminal and plain lines elsewhere."""
+    """Wait for the task, with a live progress bar on a terminal and plain lines elsewhere.
+    The SDK follows the gateway's event stream, or polls a gateway that has none."""
     if not err.is_terminal:
         seen: set[tuple[str, int]] = set()
 
@@ -318,6 +321,7 @@ _STATUS_FIELDS = (
     "status",
     "progress",
     "video_url",
+    "error_code",
     "error_message",
     "credits_used",
     "credits_refunded",
@@ -327,15 +331,56 @@ _STATUS_FIELDS = (
 )
 
 
+JsonOption = Annotated[bool, typer.Option("--json", help="Print the task as JSON")]
+
+
 def status(
     task_id: Annotated[str, typer.Argument(help="Task id (vid_...)")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print the task as JSON")] = False,
+    as_json: JsonOption = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Follow the task until it ends (exit 1 if it fails)")
+    ] = False,
+    timeout: Annotated[
+        float | None, typer.Option(help="With --wait: give up after this many seconds")
+    ] = None,
     base_url: BaseUrlOption = None,
     api_key: ApiKeyOption = None,
 ) -> None:
     """Show a task's status, progress, cost and video URL."""
+    if timeout is not None and not wait:
+        raise _fail("--timeout needs --wait", code=2)
     with _gateway(base_url, api_key) as client:
-        task = client.videos.get(task_id)
+        if not wait:
+            task = client.videos.get(task_id)
+        else:
+            try:
+                task = _follow(client, task_id, timeout=timeout)
+            except KeyboardInterrupt:
+                err.print(f"interrupted; the task goes on: `vidgate cancel {task_id}` to stop it")
+                raise typer.Exit(130) from None
+    _print_task(task, as_json=as_json)
+    if wait and task.status != "completed":
+        raise typer.Exit(1)
+
+
+def cancel(
+    task_id: Annotated[str, typer.Argument(help="Task id (vid_...)")],
+    as_json: JsonOption = False,
+    base_url: BaseUrlOption = None,
+    api_key: ApiKeyOption = None,
+) -> None:
+    """Cancel a pending or processing task; prints it as it ended (refunded unless an upstream
+    had accepted it and keeps the credits). Exit 1 if it had ended already."""
+    with _gateway(base_url, api_key) as client:
+        task = client.videos.cancel(task_id)
+    err.print(
+        f"cancelled task {task.task_id}: {_credits(task.credits_refunded)} of "
+        f"{_credits(task.credits_used)} refunded"
+    )
+    _print_task(task, as_json=as_json)
+
+
+def _print_task(task: Task, *, as_json: bool) -> None:
     fields = task.model_dump(mode="json", by_alias=True)
     if as_json:
         print(json.dumps(fields, indent=2))

@@ -11,6 +11,10 @@ with VidgateClient() as client:  # $VIDGATE_BASE_URL, $VIDGATE_API_KEY
         client.videos.download(task, "fox.mp4")
     else:
         print(task.error_message)
+
+`client.videos.stream(task_id)` yields the task's events as they happen (created, submitted,
+progress, then completed, failed or cancelled); `client.videos.cancel(task_id)` stops it.
+`verify_webhook(body, headers, secret)` checks a webhook delivery's signature.
 """
 
 from vidgate.client._base import GenerateOptions, OptionValue
@@ -31,19 +35,27 @@ from vidgate.client._errors import (
     TaskFailedError,
     VidgateError,
     WaitTimeoutError,
+    WebhookVerificationError,
 )
 from vidgate.client._models import (
     ApiKey,
     Balances,
     CreatedApiKey,
     CreatedTask,
+    CreatedWebhook,
+    DeletedWebhook,
     HistoryItem,
     HistoryPage,
     RevokedApiKey,
     Task,
+    TaskEvent,
     TaskOutput,
     VideoModel,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryPage,
 )
+from vidgate.client._webhooks import verify_webhook
 from vidgate.client.aio import AsyncVidgateClient
 from vidgate.client.sync import VidgateClient
 
@@ -60,6 +72,8 @@ __all__ = [
     "ContentBlockedError",
     "CreatedApiKey",
     "CreatedTask",
+    "CreatedWebhook",
+    "DeletedWebhook",
     "GenerateOptions",
     "HistoryItem",
     "HistoryPage",
@@ -72,10 +86,16 @@ __all__ = [
     "RateLimitError",
     "RevokedApiKey",
     "Task",
+    "TaskEvent",
     "TaskFailedError",
     "TaskOutput",
     "VideoModel",
     "VidgateClient",
     "VidgateError",
     "WaitTimeoutError",
+    "Webhook",
+    "WebhookDelivery",
+    "WebhookDeliveryPage",
+    "WebhookVerificationError",
+    "verify_webhook",
 ]

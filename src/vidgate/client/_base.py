@@ -1,5 +1,6 @@
 """What the sync and async clients share: configuration, request building, response parsing,
-the retry policy, the polling schedule of `wait` and the download sink.
+the retry policy, the polling schedule of `wait` and the download sink (the live status
+stream's share is its sibling, _stream.py).
 
 The twins in sync.py and aio.py only move bytes (httpx.Client vs httpx.AsyncClient) and sleep;
 every decision is made here, once.
@@ -39,10 +40,15 @@ from vidgate.client._models import (
     Balances,
     CreatedApiKey,
     CreatedTask,
+    CreatedWebhook,
+    DeletedWebhook,
     HistoryPage,
     RevokedApiKey,
     Task,
     VideoModel,
+    Webhook,
+    WebhookDelivery,
+    WebhookDeliveryPage,
 )
 
 T = TypeVar("T")
@@ -159,6 +165,8 @@ class APIRequest(Generic[T]):
     headers: dict[str, str] = field(default_factory=dict)
     auth: bool = True
     idempotent: bool = True
+    # A shorter wait for each read than the client's own (a stream followed until a deadline).
+    read_timeout: float | None = None
 
 
 OptionValue = str | int | bool
@@ -273,6 +281,17 @@ def poll_task_call(task_id: str) -> APIRequest[Polled]:
     return APIRequest(method="GET", path=f"/api/v1/videos/{_segment(task_id)}", parse=_polled)
 
 
+def cancel_task_call(task_id: str) -> APIRequest[Task]:
+    # Not retried once it may have arrived: a repeat after the server acted would answer 409
+    # task_ended for a cancel that worked.
+    return APIRequest(
+        method="POST",
+        path=f"/api/v1/videos/{_segment(task_id)}/cancel",
+        parse=_one(Task),
+        idempotent=False,
+    )
+
+
 def history_call(*, page: int, limit: int) -> APIRequest[HistoryPage]:
     return APIRequest(
         method="GET",
@@ -304,6 +323,57 @@ def list_keys_call() -> APIRequest[list[ApiKey]]:
 def revoke_key_call(key_id: int) -> APIRequest[RevokedApiKey]:
     return APIRequest(
         method="DELETE", path=f"/api/v1/keys/{_segment(key_id)}", parse=_one(RevokedApiKey)
+    )
+
+
+def create_webhook_call(
+    *, url: str, events: Sequence[str], secret_key: str | None, api_key_id: int | None
+) -> APIRequest[CreatedWebhook]:
+    body: dict[str, Any] = {"url": url, "events": list(events)}
+    if secret_key is not None:
+        body["secret_key"] = secret_key
+    if api_key_id is not None:
+        body["api_key_id"] = api_key_id
+    # Not idempotent: a blind retry after the server acted would make a second endpoint.
+    return APIRequest(
+        method="POST",
+        path="/api/v1/webhooks",
+        json=body,
+        parse=_one(CreatedWebhook),
+        idempotent=False,
+    )
+
+
+def list_webhooks_call() -> APIRequest[list[Webhook]]:
+    return APIRequest(method="GET", path="/api/v1/webhooks", parse=_many(Webhook))
+
+
+def delete_webhook_call(webhook_id: int) -> APIRequest[DeletedWebhook]:
+    return APIRequest(
+        method="DELETE", path=f"/api/v1/webhooks/{_segment(webhook_id)}", parse=_one(DeletedWebhook)
+    )
+
+
+def webhook_deliveries_call(
+    webhook_id: int, *, page: int, limit: int
+) -> APIRequest[WebhookDeliveryPage]:
+    return APIRequest(
+        method="GET",
+        path=f"/api/v1/webhooks/{_segment(webhook_id)}/deliveries",
+        params={"page": page, "limit": limit},
+        parse=_one(WebhookDeliveryPage),
+    )
+
+
+def redeliver_call(webhook_id: int, delivery_id: int) -> APIRequest[WebhookDelivery]:
+    # Not idempotent: each call queues one more send of the event.
+    return APIRequest(
+        method="POST",
+        path=(
+            f"/api/v1/webhooks/{_segment(webhook_id)}/deliveries/{_segment(delivery_id)}/redeliver"
+        ),
+        parse=_one(WebhookDelivery),
+        idempotent=False,
     )
 
 
@@ -430,6 +500,8 @@ class BaseClient:
         self.timeout = timeout
         self.max_retries = max_retries
         self.retry_policy = RetryPolicy(max_retries=max_retries)
+        # Set once the gateway answered that it has no event stream: `wait` polls from then on.
+        self.event_stream_missing = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.base_url!r})"
@@ -448,7 +520,13 @@ class BaseClient:
         )
         # A bare httpx.Request has no timeouts at all; the transport reads them from here.
         timeout = self.timeout if isinstance(self.timeout, httpx.Timeout) else None
-        request.extensions["timeout"] = (timeout or httpx.Timeout(self.timeout)).as_dict()
+        timeout = timeout or httpx.Timeout(self.timeout)
+        if call.read_timeout is not None:
+            read = min(timeout.read or call.read_timeout, call.read_timeout)
+            timeout = httpx.Timeout(
+                connect=timeout.connect, read=read, write=timeout.write, pool=timeout.pool
+            )
+        request.extensions["timeout"] = timeout.as_dict()
         return request
 
 
@@ -476,24 +554,38 @@ class PollSchedule:
     def __post_init__(self) -> None:
         self._fallback = self.initial_interval
 
+    def report(self, task: Task) -> bool:
+        """Hand a state of the task to `on_update`; True once it has ended (a failed one
+        raises TaskFailedError if asked to)."""
+        if self.on_update is not None:
+            self.on_update(task)
+        if not task.is_terminal:
+            return False
+        if task.is_failed and self.raise_on_failure:
+            raise TaskFailedError(task)
+        return True
+
+    def remaining(self) -> float | None:
+        """Seconds left before the timeout (None: no limit)."""
+        return None if self.timeout is None else self._started + self.timeout - time.monotonic()
+
+    def timed_out(self, task: Task) -> WaitTimeoutError:
+        return WaitTimeoutError(task, self.timeout or 0.0)
+
     def next_delay(self, polled: Polled) -> float | None:
         """Seconds until the next poll, or None when the task is done."""
         task = polled.task
-        if self.on_update is not None:
-            self.on_update(task)
-        if task.is_terminal:
-            if task.is_failed and self.raise_on_failure:
-                raise TaskFailedError(task)
+        if self.report(task):
             return None
         if polled.poll_after is not None:
             delay = min(self.max_interval, max(self.min_interval, polled.poll_after))
         else:
             delay = self._fallback
             self._fallback = min(self.fallback_max, self._fallback * 1.5)
-        if self.timeout is not None:
-            remaining = self._started + self.timeout - time.monotonic()
+        remaining = self.remaining()
+        if remaining is not None:
             if remaining <= 0:
-                raise WaitTimeoutError(task, self.timeout)
+                raise self.timed_out(task)
             delay = min(delay, remaining)
         return delay
 

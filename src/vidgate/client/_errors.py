@@ -98,7 +98,8 @@ class NotFoundError(APIStatusError):
 
 
 class ConflictError(APIStatusError):
-    """409: Idempotency-Key reused with another body (or its original still in flight)."""
+    """409: Idempotency-Key reused with another body (or its original still in flight), or a
+    cancel of a task that has ended already (`task_ended`)."""
 
 
 class RateLimitError(APIStatusError):
@@ -139,6 +140,14 @@ class WaitTimeoutError(VidgateError, TimeoutError):
             f"task {task.task_id} still {task.status} after {timeout:g} s", code="wait_timeout"
         )
         self.task = task
+
+
+class WebhookVerificationError(VidgateError):
+    """`verify_webhook` refused a delivery: a signature that does not match, a timestamp more
+    than five minutes away, missing headers, or a body that is not JSON."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="invalid_webhook")
 
 
 def parse_retry_after(value: str | None) -> float | None:

@@ -15,6 +15,8 @@ PROCESSING = "processing"
 COMPLETED = "completed"
 FAILED = "failed"
 TERMINAL_STATUSES = frozenset({COMPLETED, FAILED})
+# How far along each status is: a replayed older event never moves a task back.
+STATUS_ORDER = {PENDING: 0, PROCESSING: 1, COMPLETED: 2, FAILED: 2}
 
 
 def _iso_ms(value: datetime) -> str:
@@ -81,11 +83,35 @@ class Task(_Result):
         return self.status == FAILED
 
 
+class TaskEvent(_Result):
+    """One event of `videos.stream`: what happened (`kind`: created, submitted, progress,
+    completed, failed or cancelled), the task's status after it, and what the event says in
+    `data` (progress, error_code and error_message, refunded). The terminal event carries the
+    whole task as `task`."""
+
+    id: int
+    kind: str
+    status: str
+    data: dict[str, Any] = Field(default_factory=dict)
+    created_at: Timestamp
+    task: Task | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+    @property
+    def progress(self) -> int | None:
+        value = self.data.get("progress")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 class HistoryItem(_Result):
     task_id: str
     model: str
     status: str
     video_url: str | None = None
+    error_code: str | None = None
     credits_used: int = 0
     credits_refunded: int = 0
     created_at: Timestamp
@@ -142,3 +168,61 @@ class VideoModel(_Result):
     time_limit_seconds: int | None = None
     queue: str | None = None
     providers: list[str] = Field(default_factory=list)
+
+
+class Webhook(_Result):
+    """A webhook endpoint of `GET /api/v1/webhooks`, with its delivery counts."""
+
+    id: int
+    url: str
+    events: list[str]
+    status: str
+    api_key_id: int | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    total_sent: int = 0
+    total_failed: int = 0
+    last_sent_at: Timestamp | None = None
+    last_error: str | None = None
+
+
+class CreatedWebhook(_Result):
+    """A new endpoint; `secret_key` (whsec_...) verifies its signatures and is shown only
+    here: give it to `verify_webhook`."""
+
+    id: int
+    url: str
+    events: list[str]
+    status: str
+    api_key_id: int | None = None
+    created_at: Timestamp
+    updated_at: Timestamp
+    secret_key: str
+
+
+class DeletedWebhook(_Result):
+    id: int
+
+
+class WebhookDelivery(_Result):
+    """One event sent (or being sent) to an endpoint; `message_id` is its webhook-id header,
+    the same on every try."""
+
+    id: int
+    message_id: str | None = None
+    event: str | None = None
+    task_id: str | None = None
+    status: str
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: Timestamp | None = None
+    created_at: Timestamp | None = None
+    delivered_at: Timestamp | None = None
+
+
+class WebhookDeliveryPage(_Result):
+    items: list[WebhookDelivery]
+    page: int = 1
+    limit: int = 20
+    total: int | None = None

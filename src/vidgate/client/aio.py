@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncGenerator, Sequence
+from contextlib import aclosing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
@@ -12,6 +14,7 @@ import httpx
 
 from vidgate.client import _base as base
 from vidgate.client import _models as m
+from vidgate.client import _stream as live
 
 T = TypeVar("T")
 
@@ -37,6 +40,7 @@ class AsyncVidgateClient(base.BaseClient):
         self.account = Account(self)
         self.keys = Keys(self)
         self.models = Models(self)
+        self.webhooks = Webhooks(self)
 
     async def close(self) -> None:
         if self._owns_http:
@@ -105,6 +109,37 @@ class Videos(_Resource):
         """This account's tasks, newest first (`limit` 1-50)."""
         return await self._client._request(base.history_call(page=page, limit=limit))
 
+    async def cancel(self, task: str | m.Task | m.CreatedTask) -> m.Task:
+        """See the same method of VidgateClient (sync.py)."""
+        return await self._client._request(base.cancel_task_call(base.task_id_of(task)))
+
+    def stream(
+        self, task: str | m.Task | m.CreatedTask, *, last_event_id: int | str | None = None
+    ) -> AsyncGenerator[m.TaskEvent, None]:
+        """See the same method of VidgateClient (sync.py). To stop before the end, close it
+        (`async with contextlib.aclosing(client.videos.stream(...)) as events:`)."""
+        return self._events(
+            live.EventStream(self._client, base.task_id_of(task), last_event_id=last_event_id)
+        )
+
+    async def _events(self, stream: live.EventStream) -> AsyncGenerator[m.TaskEvent, None]:
+        while True:
+            response = await self._client._send(stream.call(), stream=True)
+            try:
+                stream.opened(response)
+                async for line in response.aiter_lines():
+                    event = stream.on_line(line)
+                    if event is not None:
+                        yield event
+                        if event.is_terminal:
+                            return
+                delay = stream.after_drop(None)
+            except httpx.TransportError as exc:
+                delay = stream.after_drop(exc)
+            finally:
+                await response.aclose()
+            await asyncio.sleep(delay)
+
     async def wait(
         self,
         task: str | m.Task | m.CreatedTask,
@@ -118,12 +153,28 @@ class Videos(_Resource):
         schedule = base.PollSchedule(
             timeout=timeout, on_update=on_update, raise_on_failure=raise_on_failure
         )
+        polled = await self._client._request(base.poll_task_call(task_id))
+        delay = schedule.next_delay(polled)
+        if delay is None:
+            return polled.task
+        following = live.StreamWait(self._client, schedule, polled.task)
+        if following.possible:
+            try:
+                async with aclosing(self._events(following.stream)) as events:
+                    async for event in events:
+                        ended = following.apply(event)
+                        if ended is not None:
+                            return ended
+            except live.StreamDeadline:
+                raise following.timed_out() from None
+            except live.PollInstead:
+                pass
         while True:
+            await asyncio.sleep(delay)
             polled = await self._client._request(base.poll_task_call(task_id))
             delay = schedule.next_delay(polled)
             if delay is None:
                 return polled.task
-            await asyncio.sleep(delay)
 
     async def download(
         self,
@@ -174,3 +225,37 @@ class Models(_Resource):
     async def list(self) -> list[m.VideoModel]:
         """The model catalogue with options and prices (no API key needed)."""
         return await self._client._request(base.list_models_call())
+
+
+class Webhooks(_Resource):
+    """See Webhooks of VidgateClient (sync.py)."""
+
+    async def create(
+        self,
+        url: str,
+        *,
+        events: Sequence[str] = ("job.completed", "job.failed"),
+        secret_key: str | None = None,
+        api_key_id: int | None = None,
+    ) -> m.CreatedWebhook:
+        return await self._client._request(
+            base.create_webhook_call(
+                url=url, events=events, secret_key=secret_key, api_key_id=api_key_id
+            )
+        )
+
+    async def list(self) -> list[m.Webhook]:
+        return await self._client._request(base.list_webhooks_call())
+
+    async def delete(self, webhook_id: int) -> m.DeletedWebhook:
+        return await self._client._request(base.delete_webhook_call(webhook_id))
+
+    async def deliveries(
+        self, webhook_id: int, *, page: int = 1, limit: int = 20
+    ) -> m.WebhookDeliveryPage:
+        return await self._client._request(
+            base.webhook_deliveries_call(webhook_id, page=page, limit=limit)
+        )
+
+    async def redeliver(self, webhook_id: int, delivery_id: int) -> m.WebhookDelivery:
+        return await self._client._request(base.redeliver_call(webhook_id, delivery_id))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Generator, Sequence
+from contextlib import closing
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, Unpack
@@ -12,6 +14,7 @@ import httpx
 
 from vidgate.client import _base as base
 from vidgate.client import _models as m
+from vidgate.client import _stream as live
 
 T = TypeVar("T")
 
@@ -42,6 +45,7 @@ class VidgateClient(base.BaseClient):
         self.account = Account(self)
         self.keys = Keys(self)
         self.models = Models(self)
+        self.webhooks = Webhooks(self)
 
     def close(self) -> None:
         if self._owns_http:
@@ -114,6 +118,41 @@ class Videos(_Resource):
         """This account's tasks, newest first (`limit` 1-50)."""
         return self._client._request(base.history_call(page=page, limit=limit))
 
+    def cancel(self, task: str | m.Task | m.CreatedTask) -> m.Task:
+        """Cancel a pending or processing task; returns it ended (status "failed", error_code
+        "cancelled"), refunded in full unless an upstream had accepted it and its channel keeps
+        the credits. ConflictError (code task_ended) if it had ended already."""
+        return self._client._request(base.cancel_task_call(base.task_id_of(task)))
+
+    def stream(
+        self, task: str | m.Task | m.CreatedTask, *, last_event_id: int | str | None = None
+    ) -> Generator[m.TaskEvent, None, None]:
+        """The task's events as they happen (Server-Sent Events), from the first one or after
+        `last_event_id`, ending with the terminal event (completed, failed or cancelled), which
+        carries the task. A dropped connection is made again with Last-Event-ID: no event is
+        missed or repeated."""
+        return self._events(
+            live.EventStream(self._client, base.task_id_of(task), last_event_id=last_event_id)
+        )
+
+    def _events(self, stream: live.EventStream) -> Generator[m.TaskEvent, None, None]:
+        while True:
+            response = self._client._send(stream.call(), stream=True)
+            try:
+                stream.opened(response)
+                for line in response.iter_lines():
+                    event = stream.on_line(line)
+                    if event is not None:
+                        yield event
+                        if event.is_terminal:
+                            return
+                delay = stream.after_drop(None)
+            except httpx.TransportError as exc:
+                delay = stream.after_drop(exc)
+            finally:
+                response.close()
+            time.sleep(delay)
+
     def wait(
         self,
         task: str | m.Task | m.CreatedTask,
@@ -122,20 +161,37 @@ class Videos(_Resource):
         on_update: base.UpdateCallback | None = None,
         raise_on_failure: bool = False,
     ) -> m.Task:
-        """Poll until the task is completed or failed and return it, honouring the server's
-        X-Poll-After-Ms hint. `on_update` gets every polled state. A failed task is returned
-        (status "failed", `error_message` set) unless `raise_on_failure`, which raises
+        """Wait until the task is completed or failed and return it: following its event
+        stream where the gateway has one, else polling it as the server's X-Poll-After-Ms
+        hint says. `on_update` gets every state seen. A failed task is returned (status
+        "failed", `error_message` set) unless `raise_on_failure`, which raises
         TaskFailedError. Raises WaitTimeoutError after `timeout` seconds (None: no limit)."""
         task_id = base.task_id_of(task)
         schedule = base.PollSchedule(
             timeout=timeout, on_update=on_update, raise_on_failure=raise_on_failure
         )
+        polled = self._client._request(base.poll_task_call(task_id))
+        delay = schedule.next_delay(polled)
+        if delay is None:
+            return polled.task
+        following = live.StreamWait(self._client, schedule, polled.task)
+        if following.possible:
+            try:
+                with closing(self._events(following.stream)) as events:
+                    for event in events:
+                        ended = following.apply(event)
+                        if ended is not None:
+                            return ended
+            except live.StreamDeadline:
+                raise following.timed_out() from None
+            except live.PollInstead:
+                pass
         while True:
+            time.sleep(delay)
             polled = self._client._request(base.poll_task_call(task_id))
             delay = schedule.next_delay(polled)
             if delay is None:
                 return polled.task
-            time.sleep(delay)
 
     def download(
         self,
@@ -188,3 +244,42 @@ class Models(_Resource):
     def list(self) -> list[m.VideoModel]:
         """The model catalogue with options and prices (no API key needed)."""
         return self._client._request(base.list_models_call())
+
+
+class Webhooks(_Resource):
+    """Webhook endpoints of this account: signed deliveries of job.completed, job.failed and
+    job.cancelled (verify them with `vidgate.client.verify_webhook`)."""
+
+    def create(
+        self,
+        url: str,
+        *,
+        events: Sequence[str] = ("job.completed", "job.failed"),
+        secret_key: str | None = None,
+        api_key_id: int | None = None,
+    ) -> m.CreatedWebhook:
+        """A new endpoint; its `secret_key` (generated unless given) is shown only here.
+        `api_key_id`: only tasks created with that key."""
+        return self._client._request(
+            base.create_webhook_call(
+                url=url, events=events, secret_key=secret_key, api_key_id=api_key_id
+            )
+        )
+
+    def list(self) -> list[m.Webhook]:
+        return self._client._request(base.list_webhooks_call())
+
+    def delete(self, webhook_id: int) -> m.DeletedWebhook:
+        return self._client._request(base.delete_webhook_call(webhook_id))
+
+    def deliveries(
+        self, webhook_id: int, *, page: int = 1, limit: int = 20
+    ) -> m.WebhookDeliveryPage:
+        """The endpoint's deliveries, newest first."""
+        return self._client._request(
+            base.webhook_deliveries_call(webhook_id, page=page, limit=limit)
+        )
+
+    def redeliver(self, webhook_id: int, delivery_id: int) -> m.WebhookDelivery:
+        """Send a delivery once more."""
+        return self._client._request(base.redeliver_call(webhook_id, delivery_id))
