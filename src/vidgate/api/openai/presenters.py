@@ -39,14 +39,14 @@ def command_of(
     fields: CreateVideoFields, *, image_url: str | None, input_file_key: str | None
 ) -> CreateTask:
     """`image_url`: a reference image to fetch; `input_file_key`: one already in our store."""
-    options = {name: value for name, value in (("size", fields.size), ("seconds", fields.seconds))}
+    given = {"size": fields.size, "seconds": fields.seconds}
     with_image = image_url is not None or input_file_key is not None
     return CreateTask(
         surface=SURFACE,
         model=fields.model,
         type="image-to-video" if with_image else "text-to-video",
         prompt=fields.prompt,
-        options={name: value for name, value in options.items() if value is not None},
+        options={name: value for name, value in given.items() if value is not None},
         image_urls=(image_url,) if image_url else (),
         input_file_keys=(input_file_key,) if input_file_key else (),
     )
