@@ -172,7 +172,10 @@ def test_serve_on_a_port_in_use_says_so_and_prints_no_key(tmp_path: Path) -> Non
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("--models", "sample,sora9"), "--models: unknown sora9 (available: sample, sora-2, sora-2-pro, sora2"),
+        (
+            ("--models", "sample,sora9"),
+            "--models: unknown sora9 (available: sample, sora-2, sora-2-pro, sora2",
+        ),
         (("--queues", "default", "--queues", "gpu"), "--queues: unknown gpu (available: default"),
     ],
 )

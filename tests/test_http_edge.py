@@ -415,6 +415,20 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
         ("/api/v1/videos/generate", "post"),
         ("/api/v1/videos/history", "get"),
         ("/api/v1/videos/{task_id}", "get"),
+        ("/api/v1/videos/{task_id}/cancel", "post"),
+        ("/api/v1/videos/{task_id}/events", "get"),
+        ("/api/v1/webhooks", "post"),
+        ("/api/v1/webhooks", "get"),
+        ("/api/v1/webhooks/{webhook_id}", "delete"),
+        ("/api/v1/webhooks/{webhook_id}/deliveries", "get"),
+        ("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "post"),
+        ("/api/v1/account/webhook-secret", "get"),
+        ("/v1/videos", "post"),
+        ("/v1/videos", "get"),
+        ("/v1/videos/{video_id}", "get"),
+        ("/v1/videos/{video_id}", "delete"),
+        ("/v1/videos/{video_id}/content", "get"),
+        ("/v1/videos/{video_id}/remix", "post"),
     }
     without_key = {("/readyz", "get"), ("/api/v1/models", "get"), ("/files/{key}", "get")}
     listed = {(path, method) for path, item in paths.items() for method in item}

@@ -9,9 +9,11 @@ from typing import Any
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api.apimall import account, keys, models, videos
+from vidgate.api.apimall import account, keys, models, videos, webhooks
 from vidgate.api.apimall.request_schema import generate_request_components
 from vidgate.api.errors import drop_framework_validation_responses, install_error_handlers
+from vidgate.api.openai import videos as openai_videos
+from vidgate.api.openai.request_schema import create_video_components
 from vidgate.api.request_context import RequestContextMiddleware
 from vidgate.api.routers import files, health
 from vidgate.gateway import Gateway
@@ -42,11 +44,13 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
     # Routes match in order: the status poll, the hottest, comes first.
     for router in (
         videos.router,
+        openai_videos.router,
         files.router,
         health.router,
         account.router,
         keys.router,
         models.router,
+        webhooks.router,
     ):
         app.include_router(router)
     default_openapi = app.openapi
@@ -56,6 +60,7 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
             document = drop_framework_validation_responses(default_openapi())
             # The create body as the catalogue defines it: its models, types and options.
             document["components"]["schemas"].update(generate_request_components(gateway.catalogue))
+            document["components"]["schemas"].update(create_video_components(gateway.catalogue))
             app.openapi_schema = document
         return app.openapi_schema
 
