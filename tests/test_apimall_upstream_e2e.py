@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -159,32 +160,33 @@ class Pair:
 @pytest.fixture(scope="module")
 def pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pair]:
     root = tmp_path_factory.mktemp("apimall")
-    upstream = GatewayProcess(root / "upstream").start()
-    broke_key = create_key_with_cli(upstream.env, title="broke", credits=0)
-    dropper_key = create_key_with_cli(upstream.env, title="dropper", credits=100)
-    proxy = DroppingProxy(upstream.base_url)
-    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
-    config = root / "providers.toml"
-    config.write_text(providers_file(upstream.base_url, dead, proxy.base_url))
-    catalogue = root / "catalogue.toml"
-    catalogue.write_text(CATALOGUE)
-    assert upstream.api_key is not None
-    downstream = GatewayProcess(
-        root / "downstream",
-        env={
-            "VIDGATE_PROVIDERS_PATH": str(config),
-            "VIDGATE_CATALOGUE_PATH": str(catalogue),
-            "UPSTREAM_KEY": upstream.api_key,
-            "BROKE_KEY": broke_key,
-            "DROPPER_KEY": dropper_key,
-        },
-    ).start()
-    try:
+    with ExitStack() as cleanup:  # whatever started is stopped, even if a later step fails
+        upstream = GatewayProcess(root / "upstream")
+        cleanup.callback(upstream.stop)
+        upstream.start()
+        broke_key = create_key_with_cli(upstream.env, title="broke", credits=0)
+        dropper_key = create_key_with_cli(upstream.env, title="dropper", credits=100)
+        proxy = DroppingProxy(upstream.base_url)
+        cleanup.callback(proxy.close)
+        dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+        config = root / "providers.toml"
+        config.write_text(providers_file(upstream.base_url, dead, proxy.base_url))
+        catalogue = root / "catalogue.toml"
+        catalogue.write_text(CATALOGUE)
+        assert upstream.api_key is not None
+        downstream = GatewayProcess(
+            root / "downstream",
+            env={
+                "VIDGATE_PROVIDERS_PATH": str(config),
+                "VIDGATE_CATALOGUE_PATH": str(catalogue),
+                "UPSTREAM_KEY": upstream.api_key,
+                "BROKE_KEY": broke_key,
+                "DROPPER_KEY": dropper_key,
+            },
+        )
+        cleanup.callback(downstream.stop)
+        downstream.start()
         yield Pair(upstream, downstream, broke_key, dropper_key, proxy)
-    finally:
-        downstream.stop()
-        upstream.stop()
-        proxy.close()
 
 
 def balance(server: GatewayProcess, key: str | None = None) -> int:
