@@ -12,6 +12,7 @@ from vidgate.api.render_cache import RenderCache
 from vidgate.db.engine import Database, open_database
 from vidgate.errors import UpstreamUnavailable
 from vidgate.keys.cache import PrincipalCache
+from vidgate.keys.service import Principal
 from vidgate.moderation.base import AllowAll, Moderator
 from vidgate.moderation.factory import build_moderator
 from vidgate.net.fetch import FetchPolicy, IPNetwork
@@ -23,7 +24,10 @@ from vidgate.ratelimit.gcra import RateLimiter, build_rate_limiter
 from vidgate.settings import Settings
 from vidgate.storage.base import FileStore
 from vidgate.storage.factory import build_file_store
+from vidgate.tasks import service
+from vidgate.tasks.commands import CreateTask
 from vidgate.tasks.repository import TaskRecord
+from vidgate.tasks.service import CreateOutcome
 from vidgate.webhooks.delivery import DeliveryWorker
 from vidgate.webhooks.sender import WebhookSender
 from vidgate.worker.claim import SqlClaimer
@@ -196,6 +200,32 @@ class Gateway:
     def wake_worker(self) -> None:
         if self.worker is not None:
             self.worker.wake()
+
+    async def create_task(
+        self,
+        *,
+        principal: Principal,
+        command: CreateTask,
+        request_id: str,
+        idempotency_key: str | None,
+    ) -> CreateOutcome:
+        """A create from any surface, under this gateway's catalogue, routing, limits, address
+        allow-list and moderation; a new task wakes the embedded worker at once."""
+        outcome = await service.create_task(
+            self.db,
+            principal=principal,
+            command=command,
+            request_id=request_id,
+            idempotency_key=idempotency_key,
+            catalogue=self.catalogue,
+            routing=self,
+            default_max_concurrent_jobs=self.settings.max_concurrent_jobs,
+            allowed_networks=self.allowed_networks,
+            moderator=self.moderator,
+        )
+        if not outcome.replayed:
+            self.wake_worker()
+        return outcome
 
     def wake_deliveries(self) -> None:
         if self.deliveries is not None:

@@ -66,22 +66,14 @@ async def generate(
 ) -> Response:
     """Create a video generation task; its price is debited at once."""
     gateway: Gateway = request.app.state.gateway
-    outcome = await service.create_task(
-        gateway.db,
+    outcome = await gateway.create_task(
         principal=principal,
         command=presenters.command_of(body),
         request_id=request_id_of(request),
         idempotency_key=idempotency_key,
-        catalogue=gateway.catalogue,
-        routing=gateway,
-        default_max_concurrent_jobs=gateway.settings.max_concurrent_jobs,
-        allowed_networks=gateway.allowed_networks,
-        moderator=gateway.moderator,
     )
     if outcome.replayed:
         response.headers["Idempotent-Replayed"] = "true"
-    else:
-        gateway.wake_worker()
     data = presenters.created(outcome.task, remaining_credits=outcome.remaining_credits)
     # A replay carries the first answer's request id: the same body, byte for byte. Built as
     # bytes, like the status poll's, rather than validating our own model again.

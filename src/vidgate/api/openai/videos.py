@@ -193,21 +193,13 @@ async def _create(
     command: CreateTask,
     idempotency_key: str | None,
 ) -> Response:
-    outcome = await service.create_task(
-        gateway.db,
+    outcome = await gateway.create_task(
         principal=principal,
         command=command,
         request_id=request_id_of(request),
         idempotency_key=idempotency_key,
-        catalogue=gateway.catalogue,
-        routing=gateway,
-        default_max_concurrent_jobs=gateway.settings.max_concurrent_jobs,
-        allowed_networks=gateway.allowed_networks,
-        moderator=gateway.moderator,
     )
     if outcome.replayed:
         headers["Idempotent-Replayed"] = "true"
-    else:
-        gateway.wake_worker()
     headers[presenters.POLL_AFTER_HEADER] = presenters.POLL_AFTER_MS
     return _json(presenters.created(outcome.task), headers)
