@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import JSON, Connection, Table, case, func, or_, select, update
 from sqlalchemy.sql.elements import ColumnElement
 
 from vidgate.db.backend import Backend, Lean, Row, Sql, convert_row, lean
+from vidgate.db.leases import claim_leased
 from vidgate.db.models import ChannelSlots, TaskEvent, VideoTask
 from vidgate.db.types import UTCDateTime
 from vidgate.tasks.states import IN_FLIGHT, TERMINAL
@@ -312,7 +313,6 @@ def claim_due(
     conditions: list[ColumnElement[bool]] = [
         tasks.c.status.in_(IN_FLIGHT),
         tasks.c.run_after <= now,
-        or_(tasks.c.lease_expires_at.is_(None), tasks.c.lease_expires_at < now),
     ]
     if queues is not None:
         conditions.append(tasks.c.queue.in_(list(queues)))
@@ -320,20 +320,16 @@ def claim_due(
         conditions.append(tasks.c.model.in_(list(models)))
     if channels is not None:
         conditions.append(or_(tasks.c.channel.is_(None), tasks.c.channel.in_(list(channels))))
-    due = (
-        select(tasks.c.id)
-        .where(*conditions)
-        .order_by(tasks.c.run_after)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+    return claim_leased(
+        conn,
+        tasks,
+        due=conditions,
+        order_by=tasks.c.run_after,
+        owner=owner,
+        now=now,
+        limit=limit,
+        lease_s=lease_s,
     )
-    claimed = conn.scalars(
-        update(tasks)
-        .where(tasks.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
-        .returning(tasks.c.id)
-    )
-    return list(claimed)
 
 
 def update_task(

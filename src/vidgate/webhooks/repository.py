@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, func, insert, select, update
 
+from vidgate.db.leases import claim_leased
 from vidgate.db.models import Account, WebhookDelivery, WebhookEndpoint
 from vidgate.webhooks.events import DeliveryStatus, EndpointStatus
 
@@ -200,27 +201,20 @@ def set_account_secret_once(conn: Connection, *, account_id: int, secret: str) -
 def claim_due(
     conn: Connection, *, owner: str, now: datetime, limit: int, lease_s: float
 ) -> list[int]:
-    """Stamp our lease on up to `limit` due pending deliveries. PostgreSQL skips rows another
-    loop is claiming (FOR UPDATE SKIP LOCKED; SQLite's compiler leaves it out, and its single
-    write lock makes the statement atomic), as the task claim does."""
-    due = (
-        select(deliveries.c.id)
-        .where(
+    """Stamp our lease on up to `limit` due pending deliveries (db/leases.py, as tasks are)."""
+    return claim_leased(
+        conn,
+        deliveries,
+        due=[
             deliveries.c.status == DeliveryStatus.PENDING.value,
             deliveries.c.next_attempt_at <= now,
-            or_(deliveries.c.lease_expires_at.is_(None), deliveries.c.lease_expires_at < now),
-        )
-        .order_by(deliveries.c.next_attempt_at)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
+        ],
+        order_by=deliveries.c.next_attempt_at,
+        owner=owner,
+        now=now,
+        limit=limit,
+        lease_s=lease_s,
     )
-    claimed = conn.scalars(
-        update(deliveries)
-        .where(deliveries.c.id.in_(due.scalar_subquery()))
-        .values(lease_owner=owner, lease_expires_at=now + timedelta(seconds=lease_s))
-        .returning(deliveries.c.id)
-    )
-    return list(claimed)
 
 
 def claimed(conn: Connection, ids: Sequence[int]) -> list[ClaimedDelivery]:
