@@ -36,6 +36,7 @@ from vidgate.webhooks.repository import NO_LEASE, ClaimedDelivery
 from vidgate.webhooks.sender import SendResult, WebhookSender
 from vidgate.webhooks.service import ensure_account_secret
 from vidgate.webhooks.signing import signed_headers
+from vidgate.worker.shutdown import drain_then_release
 
 logger = logging.getLogger("vidgate.webhooks")
 
@@ -253,15 +254,7 @@ class DeliveryWorker:
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
-        held = list(self._active)
-        if self._active:
-            _done, pending = await asyncio.wait(self._active.values(), timeout=timeout_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        for delivery_id in held:  # what was cut short is due again at once after a restart
-            with contextlib.suppress(Exception):
-                await self._release(delivery_id)
+        await drain_then_release(self._active, self._release, timeout_s=timeout_s)
 
     async def _release(self, delivery_id: int) -> bool:
         return await self.db.backend.run_write(

@@ -17,6 +17,7 @@ from vidgate.tasks import idempotency, repository, transitions
 from vidgate.tasks.states import TaskErrorCode
 from vidgate.worker.claim import Claimer
 from vidgate.worker.runner import TaskRunner
+from vidgate.worker.shutdown import drain_then_release
 
 logger = logging.getLogger("vidgate.worker")
 
@@ -71,16 +72,7 @@ class Worker:
         self._wake.set()
         if self._loop_task is not None:
             await self._loop_task
-        held = list(self._active)
-        if self._active:
-            _done, pending = await asyncio.wait(self._active.values(), timeout=timeout_s)
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-        # Hand back anything we still hold so a restart resumes at once, not after the lease.
-        for task_id in held:
-            with contextlib.suppress(Exception):
-                await self._release(task_id)
+        await drain_then_release(self._active, self._release, timeout_s=timeout_s)
 
     async def _housekeeping(self) -> None:
         now = utcnow()
