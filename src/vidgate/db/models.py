@@ -30,11 +30,17 @@ class Base(DeclarativeBase):
 
 class Account(Base):
     __tablename__ = "accounts"
-    __table_args__ = (CheckConstraint("credits >= 0", name="ck_accounts_credits_non_negative"),)
+    __table_args__ = (
+        CheckConstraint("credits >= 0", name="ck_accounts_credits_non_negative"),
+        CheckConstraint("status IN ('pending', 'active', 'suspended')", name="ck_accounts_status"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     name: Mapped[str] = mapped_column(String(200))
     credits: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Only an active account's keys are let in (pending: "API access not approved").
+    status: Mapped[str] = mapped_column(String(16), default="active", server_default="active")
+    status_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     # Signs the account's per-task callBackUrl deliveries (Standard Webhooks `whsec_...`);
     # made on first use. Kept in clear: a symmetric signature needs the secret itself.
@@ -45,6 +51,11 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
     __table_args__ = (
         CheckConstraint("in_flight_jobs >= 0", name="ck_api_keys_in_flight_jobs_non_negative"),
+        CheckConstraint("role IN ('user', 'admin')", name="ck_api_keys_role"),
+        CheckConstraint(
+            "budget_period IS NULL OR budget_period IN ('day', 'month', 'total')",
+            name="ck_api_keys_budget_period",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -62,6 +73,49 @@ class ApiKey(Base):
     # Tasks of this key not yet ended: taken by the create that inserts one (a conditional
     # UPDATE against the limit), given back by the transition that ends it, exactly once.
     in_flight_jobs: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # An admin key manages every account through /api/v1/admin/...
+    role: Mapped[str] = mapped_column(String(16), default="user", server_default="user")
+    # Past this instant the key is refused like a revoked one.
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The models this key may create tasks on; NULL: every model.
+    allowed_models: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # A spend cap in credits per period (day, month, total); NULL: no cap beyond the balance.
+    budget_credits: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    budget_period: Mapped[str | None] = mapped_column(String(8), nullable=True)
+
+
+class KeyBudgetSpend(Base):
+    """Credits a key spent in one budget period: a create takes its price with a conditional
+    UPDATE against the key's budget (so concurrent creates cannot pass it), and a refund gives
+    it back to the period the task was charged in."""
+
+    __tablename__ = "key_budget_spend"
+    __table_args__ = (CheckConstraint("spent >= 0", name="ck_key_budget_spend_non_negative"),)
+
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id"), primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    spent: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
+class AuditEntry(Base):
+    """One admin action (API or CLI): who did what to which object, before and after."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The admin key that acted; NULL for the CLI (actor says "cli").
+    actor_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))  # account.approve, key.create, credits.grant
+    target_type: Mapped[str] = mapped_column(String(32))  # account, key
+    target_id: Mapped[str] = mapped_column(String(64))
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("accounts.id"), nullable=True, index=True
+    )
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class LedgerEntry(Base):
@@ -94,6 +148,7 @@ class VideoTask(Base):
         Index("ix_video_tasks_queue_due", "queue", "status", "run_after"),
         Index("ix_video_tasks_account_created", "account_id", "created_at"),
         Index("ix_video_tasks_key_status", "api_key_id", "status"),
+        Index("ix_video_tasks_completed_at", "completed_at"),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -139,6 +194,8 @@ class VideoTask(Base):
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     # A remix's source video (the OpenAI surface's remixed_from_video_id).
     remixed_from: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Retention: when the reaper deleted the result files (the row stays for billing).
+    files_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class IdempotencyRecord(Base):
