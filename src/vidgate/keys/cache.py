@@ -2,8 +2,9 @@
 
 An entry lives at most `ttl_s` (1 s by default), which is the bound on how long a key revoked by
 another process (another API process, the admin CLI) keeps working here; a revoke through this
-process's API takes effect at once (`invalidate_key`). Failed lookups are never cached: unknown
-keys are throttled per client address instead (api/deps.py).
+process's API takes effect at once (`invalidate_key`), as does an admin's change to an account
+(`invalidate_account`). Failed lookups are never cached: unknown keys are throttled per client
+address instead (api/deps.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class PrincipalCache:
             ttl_s=ttl_s, max_entries=max_entries, clock=clock
         )
         self._hash_of_key: dict[int, str] = {}
+        self._keys_of_account: dict[int, set[int]] = {}
 
     @property
     def ttl_s(self) -> float:
@@ -45,10 +47,21 @@ class PrincipalCache:
                 for key_id, key_hash in self._hash_of_key.items()
                 if self._by_hash.get(key_hash) is not None
             }
+            self._keys_of_account = {}
+            for key_id, cached_hash in self._hash_of_key.items():
+                cached = self._by_hash.get(cached_hash)
+                if cached is not None:
+                    self._keys_of_account.setdefault(cached.account_id, set()).add(key_id)
         self._by_hash.put(key_hash, principal)
         self._hash_of_key[principal.key_id] = key_hash
+        self._keys_of_account.setdefault(principal.account_id, set()).add(principal.key_id)
 
     def invalidate_key(self, key_id: int) -> None:
         key_hash = self._hash_of_key.pop(key_id, None)
         if key_hash is not None:
             self._by_hash.pop(key_hash)
+
+    def invalidate_account(self, account_id: int) -> None:
+        """Forget every key of the account (approved, suspended, credits or keys changed)."""
+        for key_id in self._keys_of_account.pop(account_id, set()):
+            self.invalidate_key(key_id)

@@ -1,0 +1,1 @@
+"""Accounts as an operator manages them: states, credits, keys, and the audit log of it all."""
