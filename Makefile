@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/vidgate serve --host $(HOST) --port $(PORT)
 
-## Set up and run the whole test suite (needs PostgreSQL and Redis on 127.0.0.1, see README).
+## Set up and run the whole test suite twice: embedded (SQLite) and scale (PostgreSQL + Redis).
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+	VIDGATE_TEST_STACK=scale $(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -12,7 +12,18 @@ from pathlib import Path
 import httpx
 import pytest
 
-from support import Caller, GatewayProcess, fresh_postgres_database, make_caller
+from support import (
+    SCALE_REDIS_URL,
+    SCALE_STACK,
+    Caller,
+    GatewayProcess,
+    drop_migrated_template,
+    drop_postgres_database,
+    drop_process_databases,
+    make_caller,
+    migrated_postgres_copy,
+    service_missing,
+)
 from vidgate.app import create_app
 from vidgate.db import migrate
 from vidgate.db.engine import Database, open_database
@@ -20,27 +31,49 @@ from vidgate.gateway import Gateway
 from vidgate.settings import Settings
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_databases() -> Iterator[None]:
+    yield
+    drop_process_databases()
+    drop_migrated_template()
+
+
+@pytest.fixture(autouse=SCALE_STACK)
+def _empty_scale_redis() -> None:
+    """The scale pass: each test starts with an empty Redis database."""
+    import redis
+
+    try:
+        redis.Redis.from_url(SCALE_REDIS_URL, socket_timeout=3).flushdb()
+    except redis.RedisError as exc:
+        service_missing(f"Redis is not reachable at {SCALE_REDIS_URL}: {exc}")
+
+
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
     """One migrated PostgreSQL database shared by the session's tests."""
-    with fresh_postgres_database() as url:
-        migrate.upgrade(url)
-        yield url
+    url = migrated_postgres_copy()
+    yield url
+    drop_postgres_database(url)
 
 
 @pytest.fixture
 def private_postgres_url() -> Iterator[str]:
     """A migrated PostgreSQL database for one test that changes the schema or needs it alone."""
-    with fresh_postgres_database() as url:
-        migrate.upgrade(url)
-        yield url
+    url = migrated_postgres_copy()
+    yield url
+    drop_postgres_database(url)
 
 
 def sqlite_url(directory: Path) -> str:
     return f"sqlite+aiosqlite:///{directory / 'vidgate.db'}"
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The scale pass runs on PostgreSQL only; the embedded pass runs these tests on both backends.
+BACKENDS = ["postgresql"] if SCALE_STACK else ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """Runs the test once on each backend (PostgreSQL: the session's shared database)."""
     if request.param == "postgresql":
@@ -59,8 +92,14 @@ async def db(database_url: str) -> AsyncIterator[Database]:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    """Embedded defaults in a temporary data dir (SQLite)."""
+def settings(tmp_path: Path, request: pytest.FixtureRequest) -> Settings:
+    """Embedded defaults in a temporary data dir (SQLite); the scale pass: a fresh PostgreSQL
+    database and Redis."""
+    if SCALE_STACK:
+        url: str = request.getfixturevalue("private_postgres_url")
+        return Settings(
+            data_dir=tmp_path, database_url=url, redis_url=SCALE_REDIS_URL, worker_enabled=False
+        )
     url = sqlite_url(tmp_path)
     migrate.upgrade(url)
     return Settings(data_dir=tmp_path, database_url=url, worker_enabled=False)

@@ -101,11 +101,28 @@ class GatewayProcess:
         }
         self.serve_args = serve_args
         self.api_key: str | None = None
+        # The scale pass gives each process that names no database of its own a fresh
+        # PostgreSQL database and the shared Redis; `make run`'s embedded mode stays as it is.
+        self.provisioned = (
+            SCALE_STACK and not embedded_defaults and not (env and "VIDGATE_DATABASE_URL" in env)
+        )
+        if self.provisioned:
+            url = migrated_postgres_copy()
+            _databases_of_processes.append(url)
+            self.env = {
+                "VIDGATE_DATABASE_URL": url,
+                "VIDGATE_REDIS_URL": SCALE_REDIS_URL,
+                **self.env,
+            }
         self.process: subprocess.Popen[str] | None = None
         self.log_path = data_dir / "server.log"
 
     def start(self, timeout_s: float = 30.0) -> GatewayProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.provisioned and self.api_key is None:
+            # A shared database gets no first key from `serve`: make it as an operator would.
+            credits = int(self.env.get("VIDGATE_INITIAL_CREDITS", "1000"))
+            self.api_key = create_key_with_cli(self.env, title="first", credits=credits)
         log = self.log_path.open("a")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "vidgate", "serve", "--port", str(self.port), *self.serve_args],
@@ -253,21 +270,81 @@ def service_missing(reason: str) -> None:
     pytest.skip(reason)
 
 
+def _admin_connection() -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as exc:
+        service_missing(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
+        raise  # not reached: service_missing skips or fails
+
+
+def _url_of(name: str) -> str:
+    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
+    return f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+
+
+def create_postgres_database(*, template: str | None = None) -> str:
+    """A new PostgreSQL database (a copy of `template` when given); its URL. Drop it with
+    drop_postgres_database."""
+    name = f"vidgate_test_{uuid.uuid4().hex[:12]}"
+    statement = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+    if template is not None:
+        statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+    with _admin_connection() as admin:
+        admin.execute(statement)
+    return _url_of(name)
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
+        admin.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+        )
+
+
 @contextmanager
 def fresh_postgres_database() -> Iterator[str]:
     """A new, empty PostgreSQL database, dropped afterwards."""
-    name = f"vidgate_test_{uuid.uuid4().hex[:12]}"
+    url = create_postgres_database()
     try:
-        admin = psycopg.connect(PG_ADMIN_DSN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        service_missing(f"PostgreSQL is not reachable at {PG_ADMIN_DSN}: {exc}")
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    try:
-        yield f"{base.replace('postgresql://', 'postgresql+psycopg://', 1)}/{name}"
+        yield url
     finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as admin:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+        drop_postgres_database(url)
+
+
+_migrated_template: str | None = None
+
+
+def migrated_postgres_copy() -> str:
+    """A new database with the schema at head: a copy of one migrated template database per test
+    session (copying takes tens of milliseconds; migrating takes about a second)."""
+    global _migrated_template
+    if _migrated_template is None:
+        from vidgate.db import migrate
+
+        url = create_postgres_database()
+        migrate.upgrade(url)
+        _migrated_template = url.rsplit("/", 1)[1]
+    return create_postgres_database(template=_migrated_template)
+
+
+def drop_migrated_template() -> None:
+    if _migrated_template is not None:
+        drop_postgres_database(_url_of(_migrated_template))
+
+
+# -- the test stack: which services the default fixtures and gateway processes use --------
+# `VIDGATE_TEST_STACK=scale` runs the suite on the scale-out deployment (PostgreSQL + Redis)
+# instead of the embedded defaults (SQLite, in-process limits); `make test` runs both passes.
+
+SCALE_STACK = os.environ.get("VIDGATE_TEST_STACK", "embedded") == "scale"
+# A Redis database of the scale pass's own, emptied before each test (key ids restart with
+# every fresh database, so a previous test's rate-limit buckets must not linger).
+SCALE_REDIS_URL = os.environ.get("VIDGATE_TEST_REDIS_URL", "redis://127.0.0.1:6379/1")
+_databases_of_processes: list[str] = []
+
+
+def drop_process_databases() -> None:
+    while _databases_of_processes:
+        drop_postgres_database(_databases_of_processes.pop())
