@@ -38,6 +38,12 @@ class InsufficientCredits(VidgateError):
     default_message = "Insufficient credits"
 
 
+class BudgetExceeded(VidgateError):
+    status_code = 402
+    code = "budget_exceeded"
+    default_message = "The API key's spend budget for this period is used up"
+
+
 class Forbidden(VidgateError):
     status_code = 403
     code = "forbidden"
@@ -124,3 +130,8 @@ class ServiceUnavailable(VidgateError):
     status_code = 503
     code = "service_unavailable"
     default_message = "Service unavailable"
+
+
+class RateLimitStoreUnavailable(ServiceUnavailable):
+    # VIDGATE_REDIS_FAILURE_MODE=closed: no request passes unlimited while Redis is unreachable.
+    default_message = "The rate-limit store is unavailable; retry after the Retry-After delay"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import secrets
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -36,6 +36,18 @@ class Settings(BaseSettings):
         default=None, description="Signs result URLs; default: generated once in the data dir"
     )
     log_level: str = "INFO"
+    # Log lines as text (for people) or one JSON object per line (for log shippers)
+    log_format: Literal["text", "json"] = "text"
+
+    # Prometheus metrics at GET /metrics (docs/operations.md "Metrics and logs")
+    metrics_enabled: bool = True
+    # When set, /metrics asks for `Authorization: Bearer <token>`; unset: open to anyone
+    metrics_token: str | None = None
+    # A directory shared by the processes of one machine (prometheus-client's multiprocess
+    # mode; PROMETHEUS_MULTIPROC_DIR also works): every process's metrics in each scrape
+    metrics_dir: Path | None = None
+    # `vidgate worker` only: serve its metrics on this port (the API serves them on its own)
+    worker_metrics_port: int | None = None
 
     # HTTP edge
     max_body_bytes: int = 1024 * 1024
@@ -44,9 +56,22 @@ class Settings(BaseSettings):
     rate_limit_per_second: float = 20.0
     rate_limit_burst: int = 40
     max_concurrent_jobs: int = 20
+    # Seconds a key's lookup is cached per process: how long a revoke or account change made
+    # elsewhere can take to reach this process when Redis is not there to announce it at once
+    principal_cache_ttl_s: float = Field(default=1.0, ge=0)
+
+    # Redis (scale-out): the rate-limit store shared by every API process and the announcer of
+    # key and account invalidations; none: both stay in process
+    redis_url: str | None = None
+    # Prefix of every Redis key and channel, so deployments can share one Redis
+    redis_prefix: str = "vidgate:"
+    # Redis unreachable: `open` limits each process on its own, `closed` answers 503
+    redis_failure_mode: Literal["open", "closed"] = "open"
 
     # Credits given to the account the first `serve` creates
     initial_credits: int = 1000
+    # Accounts made by the admin API or `vidgate accounts create` start pending (approved later)
+    new_accounts_pending: bool = False
 
     # Worker
     worker_enabled: bool = True
@@ -58,14 +83,26 @@ class Settings(BaseSettings):
     # empty means every queue (every model). `vidgate worker --queues/--models` sets them.
     worker_queues: Annotated[list[str], NoDecode] = Field(default_factory=list)
     worker_models: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Pending tasks of a suspended account: `fail` them (refunded) when a worker picks them, or
+    # let them `wait` unclaimed until the account is active again; running ones may finish
+    suspended_tasks: Literal["fail", "wait"] = "fail"
 
     # Results
     result_url_ttl_s: int = 24 * 3600
+    # Retention: days after a task ends that the worker's reaper deletes its result files
+    # (the task still reads, without them); 0 keeps them until deleted by the user
+    result_retention_days: float = Field(default=0, ge=0)
+    # How long an Idempotency-Key is remembered; the contract promises at least 24 h
+    idempotency_retention_hours: float = Field(default=24, ge=24)
+    # Seconds between the reaper's rounds (each deletes a bounded batch)
+    reaper_interval_s: float = Field(default=60, gt=0)
     storage_url: str | None = Field(
         default=None,
-        description="Where result files live; default: the data dir's files/ folder "
-        "(s3://bucket/prefix: not supported yet)",
+        description="Where result files live: s3://bucket/prefix for an S3 bucket (AWS_* "
+        "credentials and region); default: the data dir's files/ folder",
     )
+    # The S3 endpoint when it is not AWS's (MinIO, Cloudflare R2, moto): http(s)://host:port
+    s3_endpoint_url: str | None = None
 
     # Fetching user-supplied URLs
     fetch_max_bytes: int = 20 * 1024 * 1024

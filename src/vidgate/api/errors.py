@@ -227,8 +227,13 @@ def responses(
         errors.InternalError,
         errors.ServiceUnavailable,  # the database is busy or unreachable
     ]
-    if auth:
-        common += [errors.Unauthorized, errors.RateLimited]
+    if auth:  # 403: a key of an account that is pending approval or suspended
+        common += [
+            errors.Unauthorized,
+            errors.Forbidden,
+            errors.RateLimited,
+            errors.RateLimitStoreUnavailable,
+        ]
     result: dict[int | str, dict[str, Any]] = {}
     for cls in [*common, *extra]:
         previous = result.get(cls.status_code)

@@ -2,7 +2,7 @@
 
 One timestamp per key (the theoretical arrival time) instead of a window of counters: O(1) memory
 and work per request, smooth at window edges. This store is in-process (embedded mode); the
-scale-out deployment swaps in a Redis store with the same interface.
+scale-out deployment swaps in a Redis store with the same interface (redis_store.py).
 """
 
 from __future__ import annotations
@@ -37,6 +37,43 @@ class Decision:
         return headers
 
 
+US = 1_000_000  # times are whole microseconds, so every store computes exactly the same
+
+
+def interval_us_of(rate_per_s: float) -> int:
+    return max(1, round(US / rate_per_s))
+
+
+def decide(
+    *, stored_tat_us: int | None, now_us: int, interval_us: int, burst: int
+) -> tuple[Decision, int | None]:
+    """GCRA: the decision for a request now, and the key's new TAT when it is allowed (the Redis
+    store's Lua script makes the same test to write the TAT atomically)."""
+    window = interval_us * burst
+    tat = max(stored_tat_us if stored_tat_us is not None else now_us, now_us)
+    new_tat = tat + interval_us
+    allow_at = new_tat - window
+    if allow_at > now_us:
+        refused = Decision(
+            allowed=False,
+            limit=burst,
+            remaining=0,
+            retry_after_s=(allow_at - now_us) / US,
+            reset_s=(tat - now_us) / US,
+            window_s=window / US,
+        )
+        return refused, None
+    allowed = Decision(
+        allowed=True,
+        limit=burst,
+        remaining=min(burst - 1, (now_us - allow_at) // interval_us),
+        retry_after_s=0.0,
+        reset_s=(new_tat - now_us) / US,
+        window_s=window / US,
+    )
+    return allowed, new_tat
+
+
 class RateLimiter(Protocol):
     async def hit(self, key: str, *, rate_per_s: float, burst: int) -> Decision: ...
 
@@ -44,11 +81,13 @@ class RateLimiter(Protocol):
         """Would a hit be allowed now? Counts nothing."""
         ...
 
+    async def close(self) -> None: ...
+
 
 class InMemoryRateLimiter:
     def __init__(self, clock: Callable[[], float] = time.monotonic, max_keys: int = 100_000):
         self._clock = clock
-        self._tat: dict[str, float] = {}
+        self._tat: dict[str, int] = {}  # theoretical arrival time, in microseconds
         self._max_keys = max_keys
 
     async def hit(self, key: str, *, rate_per_s: float, burst: int) -> Decision:
@@ -57,42 +96,40 @@ class InMemoryRateLimiter:
     async def peek(self, key: str, *, rate_per_s: float, burst: int) -> Decision:
         return self._decide(key, rate_per_s=rate_per_s, burst=burst, record=False)
 
+    async def close(self) -> None:
+        return None
+
     def _decide(self, key: str, *, rate_per_s: float, burst: int, record: bool) -> Decision:
-        now = self._clock()
-        interval = 1.0 / rate_per_s
-        window = interval * burst
-        tat = max(self._tat.get(key, now), now)
-        new_tat = tat + interval
-        allow_at = new_tat - window
-        if allow_at > now:
-            return Decision(
-                allowed=False,
-                limit=burst,
-                remaining=0,
-                retry_after_s=allow_at - now,
-                reset_s=tat - now,
-                window_s=window,
-            )
-        if record:
-            if len(self._tat) >= self._max_keys:
+        now = round(self._clock() * US)
+        stored = self._tat.get(key)
+        decision, new_tat = decide(
+            stored_tat_us=stored, now_us=now, interval_us=interval_us_of(rate_per_s), burst=burst
+        )
+        if record and new_tat is not None:
+            if stored is None and len(self._tat) >= self._max_keys:
                 self._forget_idle(now)
             self._tat[key] = new_tat
-        remaining = int((now - allow_at) / interval)
-        return Decision(
-            allowed=True,
-            limit=burst,
-            remaining=min(burst - 1, remaining),
-            retry_after_s=0.0,
-            reset_s=new_tat - now,
-            window_s=window,
-        )
+        return decision
 
-    def _forget_idle(self, now: float) -> None:
+    def _forget_idle(self, now: int) -> None:
         # A key whose TAT has passed is indistinguishable from a new key.
         for key in [k for k, tat in self._tat.items() if tat <= now]:
             del self._tat[key]
 
 
 def build_rate_limiter(settings: Settings) -> RateLimiter:
-    """The request-rate store: in process now; the scale-out deployment adds a Redis store."""
-    return InMemoryRateLimiter()
+    """The request-rate store: Redis, shared by every API process, when VIDGATE_REDIS_URL is set
+    (this process's own limiter stands in while Redis is down, in `open` failure mode); else in
+    process."""
+    if settings.redis_url is None:
+        return InMemoryRateLimiter()
+    # Imported here: the Redis store builds on this module's Decision.
+    from vidgate.ratelimit.redis_store import RedisRateLimiter
+    from vidgate.redis_client import open_redis
+
+    return RedisRateLimiter(
+        open_redis(settings.redis_url),
+        prefix=settings.redis_prefix,
+        failure_mode=settings.redis_failure_mode,
+        fallback=InMemoryRateLimiter(),
+    )
