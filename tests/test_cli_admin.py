@@ -209,13 +209,20 @@ def test_worker_pool_options(tmp_path: Path) -> None:
     assert "Traceback" not in text
 
 
-@pytest.mark.parametrize("command", ["serve", "worker"])
-def test_unsupported_storage_stops_serve_and_worker_in_one_line(
-    tmp_path: Path, command: str
+@pytest.mark.parametrize(
+    ("command", "url", "message"),
+    [
+        ("serve", "s3://key:secret@bucket/videos", "put no credentials in the URL"),
+        ("worker", "s3://key:secret@bucket/videos", "put no credentials in the URL"),
+        ("serve", "s3://", "s3:// needs a bucket name"),
+        ("worker", "ftp://secret@host/videos", "unsupported storage ftp://"),
+    ],
+)
+def test_a_bad_storage_url_stops_serve_and_worker_in_one_line(
+    tmp_path: Path, command: str, url: str, message: str
 ) -> None:
-    env = {"VIDGATE_STORAGE_URL": "s3://key:secret@bucket/videos"}
-    result = vidgate(tmp_path, command, env=env)
+    result = vidgate(tmp_path, command, env={"VIDGATE_STORAGE_URL": url})
     assert result.returncode == 2, result.stderr
-    assert_one_error_line(result, "VIDGATE_STORAGE_URL: s3:// storage is not supported yet")
+    assert_one_error_line(result, f"VIDGATE_STORAGE_URL: {message}")
     assert "secret" not in result.stderr
     assert "sk-" not in result.stdout  # stopped before a first key was made

@@ -11,6 +11,7 @@ import pytest
 
 from vidgate.settings import Settings
 from vidgate.storage.base import UnsafeKeyError
+from vidgate.storage.copies import local_path
 from vidgate.storage.factory import StorageConfigError, build_file_store
 from vidgate.storage.local import LocalFileStore, UrlSigner
 
@@ -120,6 +121,35 @@ async def test_delete_removes_and_tolerates_missing(store: LocalFileStore) -> No
     assert names(store.root) == []
 
 
+async def test_get_streams_the_file_in_blocks(store: LocalFileStore) -> None:
+    body = bytes(range(256)) * (5 * 1024)  # 1.25 MiB: more than one read block
+
+    async def one() -> AsyncIterator[bytes]:
+        yield body
+
+    await store.put_stream("vid_5.mp4", one())
+    assert await store.exists("vid_5.mp4")
+    chunks = await store.get("vid_5.mp4")
+    assert chunks is not None
+    blocks = [block async for block in chunks]
+    assert len(blocks) == 2
+    assert b"".join(blocks) == body
+    assert not await store.exists("vid_6.mp4")
+    assert await store.get("vid_6.mp4") is None
+    assert await store.get("../vid_5.mp4") is None
+
+
+async def test_local_path_is_the_stored_file_itself(store: LocalFileStore, tmp_path: Path) -> None:
+    async def one() -> AsyncIterator[bytes]:
+        yield b"video"
+
+    await store.put_stream("vid_7.mp4", one())
+    async with local_path(store, "vid_7.mp4", work_dir=tmp_path / "work") as path:
+        assert path == store.root / "vid_7.mp4"
+    assert (store.root / "vid_7.mp4").exists()  # lent, not consumed
+    assert not (tmp_path / "work").exists()  # no copy was needed
+
+
 @pytest.mark.parametrize("key", ["../escape.mp4", "a/b.mp4", ".hidden", "", "x" * 201])
 async def test_unsafe_keys_are_refused(store: LocalFileStore, key: str) -> None:
     async def one() -> AsyncIterator[bytes]:
@@ -176,7 +206,7 @@ def test_factory_builds_the_local_store_in_the_data_dir(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("s3://AKIAKEY:secret@bucket/prefix", "s3:// storage is not supported yet"),
+        ("s3://AKIAKEY:secret@bucket/prefix", "put no credentials in the URL"),
         ("gs://user:secret@bucket", "unsupported storage gs://"),
         ("/srv/files", "unsupported storage location"),
     ],
@@ -190,6 +220,6 @@ def test_factory_refuses_stores_it_cannot_build(tmp_path: Path, url: str, messag
 def test_storage_url_comes_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("VIDGATE_STORAGE_URL", "s3://bucket")
-    with pytest.raises(StorageConfigError, match="not supported yet"):
+    monkeypatch.setenv("VIDGATE_STORAGE_URL", "s3://")
+    with pytest.raises(StorageConfigError, match="s3:// needs a bucket name"):
         build_file_store(Settings(data_dir=tmp_path))

@@ -11,7 +11,6 @@ import errno
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import shutil
 import stat
@@ -19,14 +18,14 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import urlencode
 
-from vidgate.storage.base import LocalFile, UnsafeKeyError
+from vidgate.storage.base import SAFE_KEY, LocalFile, check_key
 
-# No separators, no leading dot: temporary files (".<key>.<token>.part") can never be served.
-_SAFE_KEY = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$")
 # URLs expire on an hour boundary so repeated polls within the hour get the same URL.
 _EXPIRY_BUCKET_S = 3600
+READ_BLOCK = 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -54,6 +53,8 @@ class UrlSigner:
 
 
 class LocalFileStore:
+    serves_files = True
+
     def __init__(self, root: Path, *, secret: bytes, public_url: str, url_ttl_s: int) -> None:
         self.root = root
         self.signer = UrlSigner(secret=secret, public_url=public_url, ttl_s=url_ttl_s)
@@ -102,6 +103,21 @@ class LocalFileStore:
             raise
         source.unlink(missing_ok=True)
 
+    # -- reading --------------------------------------------------------------------------
+
+    async def exists(self, key: str) -> bool:
+        return await self.local_file(key) is not None
+
+    async def get(self, key: str) -> AsyncIterator[bytes] | None:
+        found = await self.local_file(key)
+        if found is None:
+            return None
+        try:
+            file = await asyncio.to_thread(found.path.open, "rb")
+        except FileNotFoundError:  # deleted since
+            return None
+        return _read_blocks(file)
+
     # -- URLs and serving -----------------------------------------------------------------
 
     def url_for(self, key: str) -> str:
@@ -112,7 +128,7 @@ class LocalFileStore:
         return self.signer.is_valid(key, expires=expires, signature=signature)
 
     async def local_file(self, key: str) -> LocalFile | None:
-        if not _SAFE_KEY.match(key):
+        if not SAFE_KEY.match(key):
             return None
         path = self.root / key
         try:
@@ -123,7 +139,7 @@ class LocalFileStore:
 
     def path_of(self, key: str) -> Path | None:
         """The file for a key, or None (blocking: for tools and tests, not the event loop)."""
-        if not _SAFE_KEY.match(key):
+        if not SAFE_KEY.match(key):
             return None
         path = self.root / key
         return path if path.is_file() else None
@@ -131,9 +147,15 @@ class LocalFileStore:
     # -- keys -----------------------------------------------------------------------------
 
     def _target(self, key: str) -> Path:
-        if not _SAFE_KEY.match(key):
-            raise UnsafeKeyError(f"unsafe storage key {key!r}")
-        return self.root / key
+        return self.root / check_key(key)
 
     def _temporary(self, key: str) -> Path:
         return self.root / f".{key}.{secrets.token_hex(6)}.part"
+
+
+async def _read_blocks(file: BinaryIO) -> AsyncIterator[bytes]:
+    try:
+        while block := await asyncio.to_thread(file.read, READ_BLOCK):
+            yield block
+    finally:
+        await asyncio.to_thread(file.close)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -16,6 +15,7 @@ from typing import Literal
 from vidgate.net.fetch import FetchError, FetchPolicy, Network, UnsafeURLError, fetch_to_file
 from vidgate.providers.base import JobStatus, LogicalError, TechnicalError
 from vidgate.storage.base import FileStore
+from vidgate.storage.copies import download
 
 InputErrorCode = Literal["invalid_input", "input_fetch_failed"]
 
@@ -61,17 +61,15 @@ async def copy_stored_inputs(
     store: FileStore, keys: Sequence[str], *, work_dir: Path
 ) -> tuple[Path, ...]:
     """Copy input images that are already in ``store`` (uploads, checked when they arrived)
-    into ``work_dir``: read from the store itself, not over HTTP, so no address policy has to
+    into ``work_dir``: streamed from the store itself, not over HTTP, so no address policy has to
     let the gateway's own URL through. The caller deletes the copies when done."""
     paths: list[Path] = []
     try:
         for index, key in enumerate(keys[:1]):  # the renderers use the first image
-            found = await store.local_file(key)
-            if found is None:
+            copy = work_dir / f"{secrets.token_hex(8)}-{key}"
+            if not await download(store, key, copy):
                 message = f"input_reference[{index}]: the uploaded image is no longer stored"
                 raise InputRejected("input_fetch_failed", message)
-            copy = work_dir / f"{secrets.token_hex(8)}-{key}"
-            await asyncio.to_thread(_copy, found.path, copy)
             paths.append(copy)
     except BaseException:
         await asyncio.to_thread(_discard, paths)
@@ -113,11 +111,6 @@ async def store_result(
         await store.put_file(key, downloaded.path)
     finally:  # already gone when it was moved into the store
         await asyncio.to_thread(_discard, [downloaded.path])
-
-
-def _copy(source: Path, target: Path) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(source, target)
 
 
 def _discard(paths: Sequence[Path]) -> None:

@@ -1,6 +1,6 @@
 """Reference images sent with a create (an upload or a data URL), kept in the FileStore.
 
-The worker reads them from the store (worker/media.py copy_stored_inputs), not over HTTP: a
+The worker streams them from the store (worker/media.py copy_stored_inputs), not over HTTP: a
 URL of our own would have to pass the fetcher's address policy, which refuses the loopback and
 private addresses a gateway usually has. The key names the content (its SHA-256), so a retried
 request names the same file (its Idempotency-Key fingerprint matches) and stores it only once.
@@ -30,7 +30,7 @@ def input_key(image: bytes) -> str:
 
 
 async def store_input(store: FileStore, key: str, image: bytes) -> None:
-    if await store.local_file(key) is not None:
+    if await store.exists(key):
         return  # the same image, stored before
 
     async def chunks() -> AsyncIterator[bytes]:

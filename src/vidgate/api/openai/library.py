@@ -26,7 +26,7 @@ from vidgate.media.previews import (
     write_spritesheet,
     write_thumbnail,
 )
-from vidgate.storage.base import LocalFile
+from vidgate.storage.copies import local_path
 from vidgate.tasks import repository, service
 from vidgate.tasks.repository import TaskRecord
 from vidgate.tasks.states import TaskStatus
@@ -42,6 +42,12 @@ class VideoNotReady(errors.NotFound):
 
     code = "video_not_ready"
     default_message = "The video has no content yet"
+
+
+class ContentGone(errors.NotFound):
+    """Deleted meanwhile, or removed from the store by hand (or by retention)."""
+
+    default_message = "the video's content is no longer stored"
 
 
 class VideoInProgress(errors.VidgateError):
@@ -138,45 +144,40 @@ async def delete_video(gateway: Gateway, *, account_id: int, video_id: str) -> N
     gateway.rendered_tasks.forget(task.id)
 
 
-async def content_file(gateway: Gateway, task: TaskRecord, variant: Variant) -> LocalFile:
-    """The stored file of a variant of a completed video; a preview is derived from the video
-    on first request and stored beside it."""
+async def content_key(gateway: Gateway, task: TaskRecord, variant: Variant) -> str:
+    """The store key of a variant of a completed video, stored when this returns; a preview is
+    derived from the video on first request and stored beside it."""
     if task.status != TaskStatus.COMPLETED or task.file_key is None:
         state = "failed" if task.is_terminal else "is not ready yet"
         raise VideoNotReady(f"video '{task.id}' {state}: it has no content")
     store = gateway.store
     if variant == "video":
-        return await _stored(gateway, task.file_key)
+        if not await store.exists(task.file_key):
+            raise ContentGone()
+        return task.file_key
     key = preview_key(task.id, variant)
-    found = await store.local_file(key)
-    if found is not None:
-        return found
+    if await store.exists(key):
+        return key
     lock = _deriving.setdefault(key, asyncio.Lock())
     try:
         async with lock:
-            found = await store.local_file(key)  # made while we waited
-            if found is None:
-                video = await _stored(gateway, task.file_key)
-                await _derive(gateway, video.path, key, PREVIEWS[variant])
-                found = await _stored(gateway, key)
+            if not await store.exists(key):  # not made while we waited
+                await _derive(gateway, task.file_key, key, PREVIEWS[variant])
     finally:
         _deriving.pop(key, None)
-    return found
+    return key
 
 
-async def _stored(gateway: Gateway, key: str) -> LocalFile:
-    found = await gateway.store.local_file(key)
-    if found is None:  # deleted meanwhile, or removed from the store by hand
-        raise errors.NotFound("the video's content is no longer stored")
-    return found
-
-
-async def _derive(gateway: Gateway, video: Path, key: str, preview: Preview) -> None:
+async def _derive(gateway: Gateway, video_key: str, key: str, preview: Preview) -> None:
     work_dir = gateway.settings.data_dir / "work" / "previews"
     target = work_dir / f"{secrets.token_hex(8)}-{key}"
     try:
         await asyncio.to_thread(work_dir.mkdir, parents=True, exist_ok=True)
-        await asyncio.to_thread(preview.write, video, target)
+        # PyAV seeks in the file: a store elsewhere lends a local copy for the derivation.
+        async with local_path(gateway.store, video_key, work_dir=work_dir) as video:
+            if video is None:
+                raise ContentGone()
+            await asyncio.to_thread(preview.write, video, target)
         await gateway.store.put_file(key, target)
     except PreviewError as error:
         raise errors.InternalError(f"the {preview.suffix} could not be made: {error}") from error

@@ -142,12 +142,11 @@ async def delete_video(
             "description": "The whole file",
         },
         206: {"content": {"video/mp4": {}}, "description": "The requested range (one range)"},
+        307: {"description": "S3 storage: the file's presigned URL in the bucket (`Location`)"},
         **responses(errors.RangeNotSatisfiable, openai=True),
     },
 )
-async def download_content(
-    video_id: str, request: Request, variant: Variant = "video"
-) -> FileResponse:
+async def download_content(video_id: str, request: Request, variant: Variant = "video") -> Response:
     """A completed video's MP4, or a preview made from it: `thumbnail` (WebP) or `spritesheet`
     (JPEG, a grid of frames)."""
     principal, headers = await authorize(request)
@@ -155,13 +154,21 @@ async def download_content(
     task = await library.visible_video(
         gateway.db, account_id=principal.account_id, video_id=video_id
     )
-    found = await library.content_file(gateway, task, variant)
-    name = task.file_key if variant == "video" else library.preview_key(task.id, variant)
+    key = await library.content_key(gateway, task, variant)
+    store = gateway.store
+    if not store.serves_files:
+        # The bucket serves it (Range included); clients follow the redirect, as the openai
+        # SDK does, and drop the API key on the way (another origin).
+        redirect = {**headers, "Location": store.url_for(key), "Cache-Control": "no-store"}
+        return Response(status_code=307, headers=redirect)
+    found = await store.local_file(key)
+    if found is None:
+        raise library.ContentGone()
     return file_response(
         request,
         found,
         media_type=CONTENT_TYPES[variant],
-        filename=name or f"{task.id}.mp4",
+        filename=key,
         headers={**headers, "Cache-Control": "private, max-age=3600"},
     )
 

@@ -1,4 +1,5 @@
-"""GET /files/{key}: result files behind signed, expiring URLs; Range requests supported."""
+"""GET /files/{key}: result files behind signed, expiring URLs; Range requests supported.
+With S3 storage the URLs point into the bucket, and this route finds nothing."""
 
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ async def download_file(
     signature: Annotated[str, Query(max_length=128)],
 ) -> FileResponse:
     store = gateway.store
+    if not store.serves_files:  # S3: result URLs point into the bucket, never here
+        raise errors.NotFound("file not found: this gateway's result files are in its bucket")
     if not store.verify(key, expires=expires, signature=signature):
         raise errors.Forbidden("this link is invalid or has expired; fetch the task again")
     found = await store.local_file(key)
