@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api.apimall import account, keys, models, videos, webhooks
+from vidgate.api.apimall import account, keys, models, usage, videos, webhooks
 from vidgate.api.apimall.request_schema import generate_request_components
 from vidgate.api.errors import drop_framework_validation_responses, install_error_handlers
 from vidgate.api.openai import videos as openai_videos
@@ -48,6 +48,7 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         files.router,
         health.router,
         account.router,
+        usage.router,
         keys.router,
         models.router,
         webhooks.router,

@@ -13,7 +13,8 @@ The task core's queries are synchronous SQLAlchemy Core functions of a `Connecti
 - PostgreSQL: on the async psycopg engine through `run_sync`, one connection per transaction.
 
 It also owns what differs in SQL: the lock timeout a create waits on an Idempotency-Key
-held by a concurrent request, and recognising a lock timeout.
+held by a concurrent request, recognising a lock timeout, and a timestamp's UTC day (`utc_day`,
+for reports grouped by day).
 
 The hot statements (the status poll's read, the create transaction) skip SQLAlchemy's statement
 layer: measured, building, caching and adapting one 31-column Core SELECT cost ~350 µs of CPU
@@ -35,9 +36,12 @@ from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
 import psycopg
-from sqlalchemy import Connection, create_engine, event, pool
+from sqlalchemy import Connection, String, create_engine, event, pool
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 T = TypeVar("T")
 
@@ -338,6 +342,27 @@ def convert_row(
     for index in jsons:
         values[index] = via.load_json(values[index])
     return values
+
+
+class utc_day(FunctionElement[str]):  # lower case, like the func.* it sits beside
+    """The UTC calendar day of a timestamp column as text, `YYYY-MM-DD`, on either database."""
+
+    type = String()
+    name = "utc_day"
+    inherit_cache = True
+
+
+@compiles(utc_day, "sqlite")
+def _utc_day_sqlite(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # Stored as naive UTC text ("2026-12-01 09:04:22.123456"): its date is already UTC.
+    return f"date({compiler.process(element.clauses, **kw)})"
+
+
+@compiles(utc_day, "postgresql")
+def _utc_day_postgresql(element: utc_day, compiler: SQLCompiler, **kw: Any) -> str:
+    # A timestamptz's date follows the session's TimeZone; the report's days are UTC's.
+    column = compiler.process(element.clauses, **kw)
+    return f"to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
 
 
 def backend_for(engine: AsyncEngine, write_lock: asyncio.Lock) -> Backend:
