@@ -28,7 +28,12 @@ pytestmark = pytest.mark.e2e
 #   the rules the services check (a text-to-video prompt that is not blank, an Idempotency-Key of
 #   1-255 printable characters, a key title that is not blank). It is off for one operation only:
 #   DELETE /api/v1/keys/{key_id} of the caller's own key is a 400 by a business rule (a key
-#   cannot revoke itself) that depends on who calls, which no schema can state.
+#   cannot revoke itself) that depends on who calls, which no schema can state. And for
+#   GET /api/v1/account/usage: `from` and `to` valid alone are refused together when `from` is
+#   not before `to` or they span more than 366 days, and a day that matches the date pattern
+#   may not exist (2026-02-30): rules across parameters or of the calendar, not of a schema.
+# - /api/v1/admin/...: this run's key is not an admin key, and the 403 comes before any parameter
+#   is read, so a few cases show it is documented (test_admin_api.py tests what they do).
 # - GET /api/v1/videos/{task_id}/events is a live stream: of a task that never moves (no worker
 #   here) it stays open, so schemathesis reads its first event rather than 20 or the whole
 #   request timeout.
@@ -42,8 +47,18 @@ include-method = "DELETE"
 checks.positive_data_acceptance.enabled = false
 
 [[operations]]
+include-path = "/api/v1/account/usage"
+include-method = "GET"
+checks.positive_data_acceptance.enabled = false
+
+[[operations]]
 include-path = "/api/v1/videos/{task_id}/events"
 max-stream-events = 1
+
+[[operations]]
+include-path-regex = "^/api/v1/admin/"
+generation.max-examples = 5
+phases.coverage.enabled = false
 """
 
 # Limits out of the fuzzer's way, so that its requests reach the handlers rather than a 429 or
