@@ -62,31 +62,32 @@ class RedisClock:
 
 
 def assert_same(redis_decision: Decision, memory_decision: Decision) -> None:
-    # The two clocks are read a fraction of a millisecond apart; everything else is equal.
+    # The two clocks are read one round trip apart; everything else is equal.
     assert redis_decision.allowed == memory_decision.allowed
     assert redis_decision.remaining == memory_decision.remaining
     assert redis_decision.limit == memory_decision.limit
     assert redis_decision.window_s == memory_decision.window_s
-    assert redis_decision.retry_after_s == pytest.approx(memory_decision.retry_after_s, abs=0.01)
-    assert redis_decision.reset_s == pytest.approx(memory_decision.reset_s, abs=0.01)
+    assert redis_decision.retry_after_s == pytest.approx(memory_decision.retry_after_s, abs=0.05)
+    assert redis_decision.reset_s == pytest.approx(memory_decision.reset_s, abs=0.05)
     assert redis_decision.headers() == memory_decision.headers()
 
 
 async def test_same_decisions_as_the_in_process_store(store: RedisRateLimiter) -> None:
+    rate = 2.0  # a token every 500 ms: far from any boundary, even on a loaded machine
     clock = RedisClock()
     memory = InMemoryRateLimiter(clock=clock)
     pairs: list[tuple[Decision, Decision]] = []
 
     async def both(kind: Literal["hit", "peek"]) -> None:
+        redis_decision = await getattr(store, kind)("k", rate_per_s=rate, burst=BURST)
         clock.sync()
-        memory_decision = await getattr(memory, kind)("k", rate_per_s=RATE, burst=BURST)
-        redis_decision = await getattr(store, kind)("k", rate_per_s=RATE, burst=BURST)
+        memory_decision = await getattr(memory, kind)("k", rate_per_s=rate, burst=BURST)
         pairs.append((redis_decision, memory_decision))
 
     for _ in range(BURST + 2):  # the burst, then two refused
         await both("hit")
     await both("peek")
-    await asyncio.sleep(0.25)  # two tokens back, 50 ms away from the third
+    await asyncio.sleep(1.25)  # two tokens back, 250 ms away from the third
     for _ in range(3):
         await both("hit")
 
@@ -96,9 +97,9 @@ async def test_same_decisions_as_the_in_process_store(store: RedisRateLimiter) -
     assert allowed == [True] * BURST + [False, False, False] + [True, True, False]
     assert [d.remaining for d, _ in pairs[:BURST]] == [4, 3, 2, 1, 0]
     refused = pairs[BURST][0]
-    assert 0.05 < refused.retry_after_s <= 0.1
+    assert 0.25 < refused.retry_after_s <= 0.5
     assert refused.headers()["Retry-After"] == "1"
-    assert refused.headers()["RateLimit-Policy"] == '"per-key";q=5;w=1'
+    assert refused.headers()["RateLimit-Policy"] == '"per-key";q=5;w=3'
 
 
 async def test_peek_counts_nothing(store: RedisRateLimiter) -> None:

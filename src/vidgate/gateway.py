@@ -11,7 +11,7 @@ from vidgate.api.apimall import presenters
 from vidgate.api.render_cache import RenderCache
 from vidgate.db.engine import Database, open_database
 from vidgate.errors import UpstreamUnavailable
-from vidgate.keys.cache import PrincipalCache
+from vidgate.keys.invalidation import SharedPrincipalCache, build_invalidator
 from vidgate.keys.service import Principal
 from vidgate.moderation.base import AllowAll, Moderator
 from vidgate.moderation.factory import build_moderator
@@ -49,7 +49,7 @@ class Gateway:
     registry: ProviderRegistry
     store: FileStore
     rate_limiter: RateLimiter
-    principals: PrincipalCache
+    principals: SharedPrincipalCache
     rendered_tasks: RenderCache = field(default_factory=RenderCache)
     moderator: Moderator = field(default_factory=AllowAll)
     worker: Worker | None = field(default=None)
@@ -68,7 +68,9 @@ class Gateway:
             registry=ProviderRegistry(catalogue, providers),
             store=build_file_store(settings),
             rate_limiter=build_rate_limiter(settings),
-            principals=PrincipalCache(),
+            principals=SharedPrincipalCache(
+                invalidator=build_invalidator(settings), ttl_s=settings.principal_cache_ttl_s
+            ),
             moderator=build_moderator(settings, models=catalogue.models),
         )
 
@@ -183,6 +185,7 @@ class Gateway:
     async def start(self) -> None:
         """Start background work (the embedded worker) and say where models route."""
         self.registry.log_routing()
+        await self.principals.start()  # hear the other processes' revokes
         if self.settings.sample_failure_injection:
             logger.warning("sample provider failure injection is ON ([fail], [slow:N], [flaky:N])")
         if self.settings.worker_enabled and self.worker is None:
@@ -244,4 +247,6 @@ class Gateway:
         for provider in self.providers.values():
             await provider.close()
         await self.moderator.close()
+        await self.principals.close()
+        await self.rate_limiter.close()
         await self.db.dispose()

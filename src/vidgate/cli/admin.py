@@ -27,6 +27,7 @@ from vidgate.db.models import Account
 from vidgate.db.types import iso_ms
 from vidgate.errors import VidgateError
 from vidgate.keys import service as keys
+from vidgate.keys.invalidation import Invalidation, Scope, announce
 from vidgate.settings import Settings
 
 if TYPE_CHECKING:
@@ -427,13 +428,16 @@ def keys_revoke(
     key_id: Annotated[int, typer.Argument(help="Key id (see `vidgate keys list`)")],
     data_dir: DataDirOption = None,
 ) -> None:
-    """Revoke an API key; it is refused from its next request on."""
+    """Revoke an API key; every API process refuses it from its next request on (without
+    VIDGATE_REDIS_URL: within the principal cache TTL, 1 s)."""
     settings = load_settings(data_dir)
 
     async def work(db: Database) -> str:
         async with db.write() as session:
             key = await keys.revoke_key(session, key_id=key_id)
-            return key.status
+            status = key.status
+        await announce(settings, Invalidation(Scope.KEY, key_id))
+        return status
 
     status = run_with_db(settings, work)
     out.print(f"key {key_id}: {status}")
