@@ -5,8 +5,9 @@ uvicorn serves it from a background thread. A job moves queued -> in_progress ->
 `[fail]` or `[fail: message]` fails it, `[blocked]` fails it with code moderation_blocked;
 `[cut]` drops the download mid-body, `[not-video]` serves HTML as its content.
 Switches on the instance: `answer` (an Answer: every matching request gets that error status),
-`delay_s` (every request waits first). `creates` records each accepted create: its headers,
-its fields and the uploaded image, for the tests to inspect.
+`delay_s` (every request waits first), `random_delay_s` (and a random time more). `creates`
+records each accepted create: its headers, its fields and the uploaded image, for the tests to
+inspect.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import email.parser
 import email.policy
 import functools
 import itertools
+import random
 import re
 import socket
 import tempfile
@@ -117,6 +119,9 @@ class FakeVideosUpstream:
         self.polls_to_finish = polls_to_finish
         self.answer: Answer | None = None
         self.delay_s = 0.0
+        # Each request also waits a random time in this range (seconds): a provider of random
+        # latency, for the chaos test.
+        self.random_delay_s: tuple[float, float] | None = None
         self.creates: list[RecordedCreate] = []
         self.videos: dict[str, FakeVideo] = {}
         self._by_key: dict[str, str] = {}  # Idempotency-Key -> video id
@@ -158,6 +163,8 @@ class FakeVideosUpstream:
         """The delay, the key check and the `answer` switch, before any route."""
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        if self.random_delay_s is not None:
+            await asyncio.sleep(random.uniform(*self.random_delay_s))
         presented = request.headers.get("authorization", "").removeprefix("Bearer ")
         if presented != self.api_key:  # quotes the key, as some upstreams do
             return _error(401, f"Incorrect API key provided: {presented}", "invalid_api_key")
