@@ -119,7 +119,11 @@ async def test_create_list_and_revoke_keys(client: httpx.AsyncClient, caller: Ca
     created = assert_success(
         await client.post("/api/v1/keys", json={"title": "ci"}, headers=caller.headers)
     )
-    assert set(created) == {"id", "title", "status", "created_at", "api_key"}
+    controls = {"role", "models", "budget", "budget_period", "budget_spent", "budget_resets_at"}
+    assert (
+        set(created) == {"id", "title", "status", "created_at", "api_key", "expires_at"} | controls
+    )
+    assert {name: created[name] for name in controls} == dict.fromkeys(controls) | {"role": "user"}
     assert created["title"] == "ci"
     assert created["status"] == "created"
     assert re.match(r"^sk-[0-9a-f]{48}$", created["api_key"])
@@ -268,7 +272,7 @@ async def test_unknown_route_and_method(client: httpx.AsyncClient) -> None:
         # GET and POST are two routes on this path; the Allow header names both.
         ("DELETE", "/api/v1/keys", "GET, HEAD, POST"),
         ("PATCH", "/api/v1/keys", "GET, HEAD, POST"),
-        ("GET", "/api/v1/keys/7", "DELETE"),
+        ("GET", "/api/v1/keys/7", "PATCH, DELETE"),
         # /videos/{task_id} matches this path too, but the literal route is the resource.
         ("PUT", "/api/v1/videos/generate", "POST"),
         ("PUT", "/api/v1/videos/vid_x", "GET, HEAD"),
@@ -315,7 +319,7 @@ async def test_head_on_a_route_without_get_is_405(
 ) -> None:
     response = await client.head("/api/v1/keys/7", headers=caller.headers)
     assert response.status_code == 405
-    assert response.headers["allow"] == "DELETE"
+    assert response.headers["allow"] == "PATCH, DELETE"
     assert response.content == b""
 
 
@@ -411,6 +415,7 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
         ("/api/v1/account/balances", "get"),
         ("/api/v1/keys", "post"),
         ("/api/v1/keys", "get"),
+        ("/api/v1/keys/{key_id}", "patch"),
         ("/api/v1/keys/{key_id}", "delete"),
         ("/api/v1/videos/generate", "post"),
         ("/api/v1/videos/history", "get"),
@@ -437,9 +442,14 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
         codes = set(paths[path][method]["responses"])
         assert {"400", "404", "500", "503"} <= codes, (path, method)
         assert "422" not in codes, (path, method)  # validation errors are 400s here
-        assert ({"401", "429"} <= codes) == ((path, method) in with_key), (path, method)
+        # 403: a key of an account pending approval or suspended
+        assert ({"401", "403", "429"} <= codes) == ((path, method) in with_key), (path, method)
     generate = set(paths["/api/v1/videos/generate"]["post"]["responses"])
     assert {"402", "409", "413", "415", "503"} <= generate
+    assert (
+        "spend budget"
+        in paths["/api/v1/videos/generate"]["post"]["responses"]["402"]["description"]
+    )
     assert "503" in paths["/readyz"]["get"]["responses"]
     assert "403" in paths["/files/{key}"]["get"]["responses"]
     schema = paths["/api/v1/keys"]["post"]["responses"]["401"]["content"]["application/json"]

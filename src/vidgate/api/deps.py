@@ -6,8 +6,9 @@ from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request, Response
 
-from vidgate.errors import RateLimited, Unauthorized
-from vidgate.keys.service import Principal, bearer_token, hash_key, lookup
+from vidgate.db.types import utcnow
+from vidgate.errors import Forbidden, RateLimited, Unauthorized
+from vidgate.keys.service import AccountStatus, Principal, bearer_token, hash_key, lookup
 
 if TYPE_CHECKING:
     from vidgate.gateway import Gateway
@@ -31,6 +32,8 @@ async def _principal_of(request: Request, gateway: Gateway) -> Principal:
     key_hash = hash_key(bearer_token(request.headers.get("authorization")))
     principal = gateway.principals.get(key_hash)
     if principal is not None:
+        if principal.expired(utcnow()):  # expired while cached: like a revoked key
+            raise Unauthorized("Invalid API key")
         return principal
     client = f"auth-fail:{request.client.host if request.client else 'unknown'}"
     limiter = gateway.rate_limiter
@@ -50,11 +53,28 @@ async def _principal_of(request: Request, gateway: Gateway) -> Principal:
     return principal
 
 
+def refuse_inactive_account(principal: Principal) -> None:
+    """Only an active account's keys are let in; the principal cache's TTL bounds how long a
+    suspension or approval made by another process takes to apply. An admin key of a pending
+    account is let in (only an operator makes admin keys, so its access was approved when it
+    was made); a suspended account's keys are all refused, admin keys too: the CLI, which
+    needs no key, is the way back."""
+    status = principal.account_status
+    if status == AccountStatus.ACTIVE:
+        return
+    if status == AccountStatus.SUSPENDED:
+        raise Forbidden("account suspended")
+    if not principal.is_admin:
+        raise Forbidden("API access not approved")
+
+
 async def authorize(request: Request) -> tuple[Principal, dict[str, str]]:
-    """Authenticate the Bearer key, then apply its request rate limit: the principal and the
-    RateLimit headers for the answer. Raises Unauthorized or RateLimited."""
+    """Authenticate the Bearer key, refuse a key of an account that is not active, then apply
+    the key's request rate limit: the principal and the RateLimit headers for the answer.
+    Raises Unauthorized, Forbidden or RateLimited."""
     gateway: Gateway = request.app.state.gateway
     principal = await _principal_of(request, gateway)
+    refuse_inactive_account(principal)
     settings = gateway.settings
     rate = principal.rate_limit_per_second or settings.rate_limit_per_second
     burst = max(1, round(settings.rate_limit_burst * rate / settings.rate_limit_per_second))

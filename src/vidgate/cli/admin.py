@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
 from vidgate.billing import service as billing
+from vidgate.cli import key_controls
 from vidgate.db import migrate as migrations
 from vidgate.db.engine import Database, open_database
 from vidgate.db.models import Account
@@ -168,6 +169,7 @@ def register(app: typer.Typer) -> None:
     keys_app.command("list")(keys_list)
     keys_app.command("revoke")(keys_revoke)
     keys_app.command("limits")(keys_limits)
+    keys_app.command("update")(key_controls.keys_update)
     app.add_typer(keys_app, name="keys")
     from vidgate.cli import credits  # it builds on this module's helpers
 
@@ -337,12 +339,28 @@ def keys_create(
     ] = 0,
     rate_limit: RateLimitOption = None,
     max_concurrent_jobs: MaxJobsOption = None,
+    admin: key_controls.AdminOption = False,
+    budget: key_controls.BudgetOption = None,
+    budget_period: key_controls.BudgetPeriodOption = None,
+    models: key_controls.ModelsOption = None,
+    expires_in: key_controls.ExpiresInOption = None,
     data_dir: DataDirOption = None,
 ) -> None:
     """Create an API key; prints the plaintext key alone on the last line."""
+    from vidgate.providers.catalogue import Catalogue
+
     settings = load_settings(data_dir)
+    check_catalogue(settings)
+    known_models = Catalogue.load(settings.catalogue_path).models
 
     async def work(db: Database) -> tuple[int, int, str]:
+        controls = key_controls.controls_from_options(
+            admin=admin,
+            budget=budget,
+            budget_period=budget_period,
+            models=models,
+            expires_in=expires_in,
+        )
         async with db.write() as session:
             if account is None:
                 account_id = (await billing.create_account(session, name=title)).id
@@ -352,7 +370,13 @@ def keys_create(
                 await billing.grant(
                     session, account_id=account_id, amount=credits, note="keys create"
                 )
-            key, plaintext = await keys.create_key(session, account_id=account_id, title=title)
+            key, plaintext = await keys.create_key(
+                session,
+                account_id=account_id,
+                title=title,
+                controls=controls,
+                known_models=known_models,
+            )
             if rate_limit is not None or max_concurrent_jobs is not None:
                 await keys.set_limits(
                     session,
@@ -360,6 +384,7 @@ def keys_create(
                     rate_limit_per_second=rate_limit,
                     max_concurrent_jobs=max_concurrent_jobs,
                 )
+            await key_controls.record_key_action(session, key, action="key.create", before=None)
             return account_id, key.id, plaintext
 
     account_id, key_id, plaintext = run_with_db(settings, work)
@@ -411,6 +436,7 @@ def keys_list(
                 k.title,
                 k.key_preview,
                 k.status,
+                *key_controls.describe_controls(k),
                 iso_ms(k.created_at) or "",
                 iso_ms(k.last_used_at) or "never",
             )
@@ -418,7 +444,19 @@ def keys_list(
         ]
 
     rows = run_with_db(settings, work)
-    table = Table("id", "account", "title", "preview", "status", "created", "last used")
+    table = Table(
+        "id",
+        "account",
+        "title",
+        "preview",
+        "status",
+        "role",
+        "models",
+        "budget",
+        "expires",
+        "created",
+        "last used",
+    )
     for row in rows:
         table.add_row(*row)
     out.print(table)

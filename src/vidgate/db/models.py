@@ -196,6 +196,9 @@ class VideoTask(Base):
     remixed_from: Mapped[str | None] = mapped_column(String(40), nullable=True)
     # Retention: when the reaper deleted the result files (the row stays for billing).
     files_expired_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    # The start of the key's budget period this task was charged to (keys/budget.py); a refund
+    # gives its credits back there. NULL: the key had no budget.
+    budget_period_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
 
 
 class IdempotencyRecord(Base):

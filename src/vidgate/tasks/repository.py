@@ -19,13 +19,14 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from vidgate.db.backend import Backend, Lean, Row, Sql, convert_row, lean
 from vidgate.db.leases import claim_leased
-from vidgate.db.models import ChannelSlots, TaskEvent, VideoTask
+from vidgate.db.models import Account, ChannelSlots, TaskEvent, VideoTask
 from vidgate.db.types import UTCDateTime
-from vidgate.tasks.states import IN_FLIGHT, TERMINAL
+from vidgate.tasks.states import IN_FLIGHT, TERMINAL, TaskStatus
 
 tasks = cast(Table, VideoTask.__table__)
 events = cast(Table, TaskEvent.__table__)
 slots = cast(Table, ChannelSlots.__table__)
+accounts = cast(Table, Account.__table__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,6 +67,7 @@ class TaskRecord:
     completed_at: datetime | None
     deleted_at: datetime | None = None  # the OpenAI surface's delete: files gone, row kept
     remixed_from: str | None = None  # the task this one remixes
+    budget_period_start: datetime | None = None  # the key budget's period it was charged to
 
     @property
     def is_terminal(self) -> bool:
@@ -303,12 +305,15 @@ def claim_due(
     queues: Collection[str] | None = None,
     models: Collection[str] | None = None,
     channels: Collection[str] | None = None,
+    skip_inactive_accounts: bool = False,
 ) -> list[str]:
     """Stamp our lease on up to `limit` due tasks of our queues that we can serve.
 
     `models` are the models this worker can submit and `channels` the providers it can poll,
-    for tasks already submitted (None: any; empty: none). PostgreSQL skips rows other workers are
-    claiming (FOR UPDATE SKIP LOCKED); SQLite's single write lock makes the statement atomic.
+    for tasks already submitted (None: any; empty: none). `skip_inactive_accounts`: leave the
+    unsent tasks of accounts that are not active (VIDGATE_SUSPENDED_TASKS=wait) where they are.
+    PostgreSQL skips rows other workers are claiming (FOR UPDATE SKIP LOCKED); SQLite's single
+    write lock makes the statement atomic.
     """
     conditions: list[ColumnElement[bool]] = [
         tasks.c.status.in_(IN_FLIGHT),
@@ -320,6 +325,15 @@ def claim_due(
         conditions.append(tasks.c.model.in_(list(models)))
     if channels is not None:
         conditions.append(or_(tasks.c.channel.is_(None), tasks.c.channel.in_(list(channels))))
+    if skip_inactive_accounts:  # a task sent to a channel may be running there: not skipped
+        active = select(accounts.c.id).where(accounts.c.status == "active")
+        conditions.append(
+            or_(
+                tasks.c.status != TaskStatus.PENDING.value,
+                tasks.c.channel.is_not(None),
+                tasks.c.account_id.in_(active),
+            )
+        )
     return claim_leased(
         conn,
         tasks,
@@ -330,6 +344,15 @@ def claim_due(
         limit=limit,
         lease_s=lease_s,
     )
+
+
+ACCOUNT_STATUS = Sql("SELECT status FROM accounts WHERE id = :account_id")
+
+
+def account_status(conn: Connection, *, account_id: int) -> str | None:
+    """The status of a task's account (pending, active, suspended)."""
+    rows = lean(conn).execute(conn, ACCOUNT_STATUS, {"account_id": account_id})
+    return str(rows[0][0]) if rows else None
 
 
 def update_task(

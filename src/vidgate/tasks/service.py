@@ -19,11 +19,13 @@ from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.errors import (
+    Forbidden,
     IdempotencyKeyInUse,
     InvalidRequest,
     NotFound,
     TooManyConcurrentJobs,
 )
+from vidgate.keys import budget
 from vidgate.keys.service import Principal
 from vidgate.moderation.base import Moderator
 from vidgate.net.fetch import IPNetwork, never_public_reason
@@ -106,6 +108,17 @@ def validate(
     return Validated(model=model, options=options, credits=model.credits(options), params=params)
 
 
+def refuse_unlisted_model(principal: Principal, model_id: str) -> None:
+    """A key with a model allow-list may create tasks on those models only (before any
+    charge)."""
+    allowed = principal.allowed_models
+    if allowed is not None and model_id not in allowed:
+        raise Forbidden(
+            f"model {model_id} is not allowed for this API key (allowed: "
+            f"{', '.join(sorted(allowed))})"
+        )
+
+
 async def create_task(
     db: Database,
     *,
@@ -121,6 +134,7 @@ async def create_task(
     lock_timeout_ms: int = IDEMPOTENCY_LOCK_TIMEOUT_MS,
 ) -> CreateOutcome:
     checked = validate(command, catalogue, allowed_networks=allowed_networks)
+    refuse_unlisted_model(principal, checked.model.id)
     key = idempotency.check_key(idempotency_key) if idempotency_key is not None else None
     body_fingerprint = command.fingerprint()
     now = utcnow()
@@ -175,6 +189,7 @@ async def create_task(
         "completed_at": None,
         "deleted_at": None,
         "remixed_from": command.remixed_from,
+        "budget_period_start": None,
     }
 
     def work(conn: Connection) -> CreateOutcome:
@@ -197,7 +212,17 @@ async def create_task(
                 f"(limit {max_jobs}); wait for one to finish",
                 headers={"Retry-After": str(CONCURRENCY_RETRY_AFTER_S)},
             )
-        repository.insert_task(conn, values)
+        row = dict(values)
+        if principal.budget is not None and checked.credits > 0:
+            # The key's budget for this period: one conditional upsert (keys/budget.py).
+            row["budget_period_start"] = budget.take(
+                conn,
+                api_key_id=principal.key_id,
+                budget=principal.budget,
+                amount=checked.credits,
+                at=now,
+            )
+        repository.insert_task(conn, row)
         transitions.created(conn, task_id=task_id, account_id=principal.account_id, at=now)
         remaining = billing.debit_task(
             conn, account_id=principal.account_id, amount=checked.credits, task_id=task_id
@@ -211,7 +236,7 @@ async def create_task(
                 request_id=request_id,
                 status_code=200,
             )
-        return CreateOutcome(TaskRecord(**values), remaining, request_id, replayed=False)
+        return CreateOutcome(TaskRecord(**row), remaining, request_id, replayed=False)
 
     try:
         return await backend.run_write(work)

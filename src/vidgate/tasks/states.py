@@ -81,6 +81,7 @@ class TaskErrorCode(StrEnum):
     INPUT_FETCH_FAILED = "input_fetch_failed"  # an input URL that could not be fetched
     TIMEOUT = "timeout"  # past the model's time limit
     CANCELLED = "cancelled"
+    ACCOUNT_SUSPENDED = "account_suspended"  # not started: its account is not active
     INTERNAL_ERROR = "internal_error"
 
 

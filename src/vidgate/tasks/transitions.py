@@ -5,9 +5,9 @@ A move applies only from the statuses the state machine allows (tasks/states.py 
 task ends exactly once; worker moves are also fenced by the lease (`lease_owner = me`), so a
 worker that lost its lease cannot overwrite its successor. A refused move changes nothing and
 writes no event. A move that ends a task gives its key's in-flight slot back, queues its webhook
-deliveries (webhooks/outbox.py) and a failure refunds, all in the same transaction; the
-ledger's unique (task_id, 'refund') makes a second refund impossible even if those checks were
-bypassed.
+deliveries (webhooks/outbox.py) and a failure refunds (to the account and to the key's
+budget), all in the same transaction; the ledger's unique (task_id, 'refund') makes a second
+refund impossible even if those checks were bypassed.
 Lease housekeeping (extend, release, retry later) is not a move and writes no event.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from vidgate.billing import service as billing
+from vidgate.keys import budget
 from vidgate.tasks import repository
 from vidgate.tasks.repository import tasks
 from vidgate.tasks.states import (
@@ -53,7 +54,14 @@ def _move(
         owner=owner,
         sources=sources_of(target),
         values={"status": target.value, "updated_at": at, **values},
-        returning=("account_id", "api_key_id", "credits_used", "channel", "callback_url"),
+        returning=(
+            "account_id",
+            "api_key_id",
+            "credits_used",
+            "channel",
+            "callback_url",
+            "budget_period_start",
+        ),
     )
     if row is not None and target.value in TERMINAL:
         repository.free_job_slot(conn, api_key_id=row.api_key_id)
@@ -260,6 +268,13 @@ def _end_unleased(
         billing.refund_task(
             conn, account_id=row.account_id, amount=row.credits_used, task_id=task_id
         )
+        if row.budget_period_start is not None:  # back to the key budget's period it came from
+            budget.give_back(
+                conn,
+                api_key_id=row.api_key_id,
+                period_start=row.budget_period_start,
+                amount=row.credits_used,
+            )
     return True
 
 

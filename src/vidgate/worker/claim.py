@@ -27,9 +27,12 @@ class SqlClaimer:
         queues: Collection[str] | None = None,
         models: Collection[str] | None = None,
         channels: Collection[str] | None = None,
+        skip_inactive_accounts: bool = False,
     ) -> None:
-        """None: any queue, model or channel; an empty collection: none."""
+        """None: any queue, model or channel; an empty collection: none.
+        `skip_inactive_accounts`: VIDGATE_SUSPENDED_TASKS=wait."""
         self.db = db
+        self.skip_inactive_accounts = skip_inactive_accounts
         self.queues = None if queues is None else tuple(queues)
         self.models = None if models is None else tuple(models)
         self.channels = None if channels is None else tuple(channels)
@@ -48,5 +51,6 @@ class SqlClaimer:
                 queues=self.queues,
                 models=self.models,
                 channels=self.channels,
+                skip_inactive_accounts=self.skip_inactive_accounts,
             )
         )

@@ -20,9 +20,11 @@ import random
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
 from sqlalchemy import Connection
 
+from vidgate import metrics
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.net.fetch import FetchPolicy
@@ -41,7 +43,7 @@ from vidgate.providers.registry import ProviderRegistry, Route
 from vidgate.storage.base import FileStore
 from vidgate.tasks import repository, transitions
 from vidgate.tasks.repository import TaskRecord
-from vidgate.tasks.states import TaskErrorCode, TaskStep, error_code_of
+from vidgate.tasks.states import TaskErrorCode, TaskStatus, TaskStep, error_code_of
 from vidgate.worker import media
 from vidgate.worker.retry import RetryPolicy
 from vidgate.worker.schedule import (
@@ -86,6 +88,7 @@ class TaskRunner:
         result_policy: FetchPolicy,
         work_dir: Path,
         retry: RetryPolicy | None = None,
+        suspended_tasks: Literal["fail", "wait"] = "fail",
     ) -> None:
         self.db = db
         self.catalogue = catalogue
@@ -98,12 +101,14 @@ class TaskRunner:
         self.result_policy = result_policy
         self.work_dir = work_dir
         self.default_retry = retry or RetryPolicy()
+        self.suspended_tasks = suspended_tasks
 
     async def run(self, task_id: str) -> datetime | None:
         """Run the task's current step; returns when it is due again (None: not by us)."""
         task = await self.db.backend.run_read(lambda conn: repository.get(conn, task_id))
         if task is None or task.is_terminal or task.lease_owner != self.owner:
             return None
+        metrics.task_claimed(task.queue, (utcnow() - task.run_after).total_seconds())
         if utcnow() >= task.deadline_at:
             await self._time_out(task)
             return None
@@ -116,6 +121,10 @@ class TaskRunner:
             logger.warning("task %s: no provider here for %s; released", task.id, task.model)
             await self._write(lambda conn: transitions.release(conn, task.id, self.owner))
             return None
+        # Not sent to any channel yet (so surely not running upstream): its account decides.
+        not_started = task.status == TaskStatus.PENDING and task.channel is None
+        if not_started and not await self._account_active(task):
+            return await self._hold_for_inactive_account(task)
         try:
             async with self._heartbeat(task.id):
                 if task.step == TaskStep.SUBMIT:
@@ -135,6 +144,32 @@ class TaskRunner:
                 task, TechnicalError(f"internal error: {type(error).__name__}")
             )
         return None
+
+    async def _account_active(self, task: TaskRecord) -> bool:
+        status = await self.db.backend.run_read(
+            lambda conn: repository.account_status(conn, account_id=task.account_id)
+        )
+        return status == "active"
+
+    async def _hold_for_inactive_account(self, task: TaskRecord) -> datetime | None:
+        """A task not started yet whose account was suspended: failed and refunded, or
+        (VIDGATE_SUSPENDED_TASKS=wait) handed back; the claim then skips it until the account
+        is active again."""
+        if self.suspended_tasks == "fail":
+            await self._fail(
+                task,
+                TaskErrorCode.ACCOUNT_SUSPENDED,
+                "the account is suspended: the task was not started and its credits were refunded",
+            )
+            return None
+        now = utcnow()
+        run_after = now + timedelta(seconds=WAIT_TURN_S)
+        await self._write(
+            lambda conn: transitions.retry_later(
+                conn, task.id, self.owner, at=now, run_after=run_after, count_attempt=False
+            )
+        )
+        return run_after
 
     # -- steps ---------------------------------------------------------------------------
 
@@ -369,6 +404,7 @@ class TaskRunner:
             )
         ):
             logger.info("task %s: completed", task.id)
+            metrics.task_ended(task, TaskStatus.COMPLETED, at=now)
         else:  # it ended meanwhile (timed out): the file has no owner
             await self.store.delete(key)
 
@@ -451,6 +487,7 @@ class TaskRunner:
             )
         ):
             logger.info("task %s: failed (%s): %s; credits refunded", task.id, code, message)
+            metrics.task_ended(task, TaskStatus.FAILED, at=now, refund=code)
 
     async def _write(self, work: Callable[[Connection], bool]) -> bool:
         return await self.db.backend.run_write(work)

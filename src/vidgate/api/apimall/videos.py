@@ -37,6 +37,7 @@ MAX_EVENT_ID = 2**63 - 1  # task_events.id is a BIGINT
     response_model=Envelope[CreatedTask],
     responses=responses(
         errors.InsufficientCredits,
+        errors.BudgetExceeded,
         errors.IdempotencyKeyReused,
         errors.IdempotencyKeyInUse,
         errors.PayloadTooLarge,

@@ -44,6 +44,7 @@ IdempotencyKey = Annotated[
 ]
 CREATE_ERRORS = (
     errors.InsufficientCredits,
+    errors.BudgetExceeded,
     errors.IdempotencyKeyReused,
     errors.IdempotencyKeyInUse,
     errors.PayloadTooLarge,

@@ -66,12 +66,14 @@ def upgrade() -> None:
     op.create_index("ix_audit_log_account_id", "audit_log", ["account_id"])
     with op.batch_alter_table("video_tasks") as batch:
         batch.add_column(sa.Column("files_expired_at", Timestamp, nullable=True))
+        batch.add_column(sa.Column("budget_period_start", Timestamp, nullable=True))
     op.create_index("ix_video_tasks_completed_at", "video_tasks", ["completed_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_video_tasks_completed_at", "video_tasks")
     with op.batch_alter_table("video_tasks") as batch:
+        batch.drop_column("budget_period_start")
         batch.drop_column("files_expired_at")
     op.drop_table("audit_log")
     op.drop_table("key_budget_spend")
