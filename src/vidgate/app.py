@@ -15,7 +15,7 @@ from vidgate.api.errors import drop_framework_validation_responses, install_erro
 from vidgate.api.openai import videos as openai_videos
 from vidgate.api.openai.request_schema import create_video_components
 from vidgate.api.request_context import RequestContextMiddleware
-from vidgate.api.routers import files, health
+from vidgate.api.routers import files, health, metrics
 from vidgate.gateway import Gateway
 from vidgate.settings import Settings
 
@@ -54,6 +54,8 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         webhooks.router,
     ):
         app.include_router(router)
+    if settings.metrics_enabled:
+        app.include_router(metrics.router)
     default_openapi = app.openapi
 
     def openapi() -> dict[str, Any]:

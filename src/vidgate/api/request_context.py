@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterable
 
 from fastapi import Request
@@ -15,7 +16,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ulid import ULID
 
-from vidgate import errors
+from vidgate import errors, metrics
 from vidgate.api.envelope import error_payload
 from vidgate.logs import current_request_id
 
@@ -25,6 +26,8 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 # Scope key holding the method the client sent when the app sees another (HEAD, seen as GET).
 ORIGINAL_METHOD = "vidgate.original_method"
 _PATHSEND = "http.response.pathsend"
+# The route label of requests no route matched (404s, refusals before routing).
+UNMATCHED = "unmatched"
 
 logger = logging.getLogger("vidgate.api")
 
@@ -73,7 +76,9 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        head = scope["method"] == "HEAD"
+        started = time.perf_counter()
+        method: str = scope["method"]
+        head = method == "HEAD"
         if head:
             # Every GET route answers HEAD as the GET it mirrors, minus the body: one comparison
             # here rather than a second route per endpoint, and the OpenAPI document keeps one
@@ -89,11 +94,13 @@ class RequestContextMiddleware:
         current_request_id.set(request_id)
         header_value = request_id.encode()
         response_started = False
+        status = 500
 
         async def send_with_id(message: Message) -> None:
-            nonlocal response_started
+            nonlocal response_started, status
             if message["type"] == "http.response.start":
                 response_started = True
+                status = message["status"]
                 headers = list(message.get("headers", []))
                 headers.append((_REQUEST_ID_HEADER_BYTES, header_value))
                 message["headers"] = headers
@@ -107,6 +114,7 @@ class RequestContextMiddleware:
         rejection = self._check_request(scope)
         if rejection is not None:
             await _send_error(send_with_id, rejection, request_id)
+            metrics.observe_request(method, UNMATCHED, status, time.perf_counter() - started)
             return
 
         received = 0
@@ -126,6 +134,9 @@ class RequestContextMiddleware:
             logger.exception("unhandled error", extra={"request_id": request_id})
             if not response_started:
                 await _send_error(send_with_id, errors.InternalError(), request_id)
+        # The route template routing matched (no task ids in labels); set on the shared scope.
+        route = getattr(scope.get("route"), "path", UNMATCHED)
+        metrics.observe_request(method, route, status, time.perf_counter() - started)
 
     def _check_request(self, scope: Scope) -> errors.VidgateError | None:
         headers = {name: value for name, value in scope.get("headers", [])}

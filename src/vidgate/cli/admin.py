@@ -20,6 +20,7 @@ from sqlalchemy import exc as sqlalchemy_exc
 from sqlalchemy import select
 from sqlalchemy.engine import make_url
 
+from vidgate import metrics
 from vidgate.billing import service as billing
 from vidgate.cli import key_controls
 from vidgate.db import migrate as migrations
@@ -214,6 +215,7 @@ def serve(
 ) -> None:
     """Run the gateway (API and, by default, the in-process worker)."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from vidgate.app import create_app
     from vidgate.logs import configure_logging
@@ -228,7 +230,8 @@ def serve(
             "public_url": settings.public_url or f"http://{public_host}:{port}",
         }
     )
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format)
+    metrics.configure(settings.metrics_dir)
     prepare_schema(settings)
     sock = listen(host, port)
     if settings.is_sqlite:  # embedded mode: make a first key
@@ -244,7 +247,12 @@ def serve(
                 highlight=False,
             )
     config = uvicorn.Config(
-        create_app(settings), host=host, port=port, log_level=settings.log_level.lower()
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level=settings.log_level.lower(),
+        # JSON logs: uvicorn's loggers keep the handler configure_logging gave them.
+        log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
@@ -286,7 +294,16 @@ def worker(
     if models:
         update["worker_models"] = split_names(models)
     settings = settings.model_copy(update=update)
-    configure_logging(settings.log_level)
+    configure_logging(settings.log_level, log_format=settings.log_format)
+    metrics.configure(settings.metrics_dir)
+    if settings.worker_metrics_port is not None:
+        from vidgate.metrics.scrape import serve_process_metrics
+
+        try:
+            serve_process_metrics(settings.worker_metrics_port)
+        except OSError as exc:
+            port = settings.worker_metrics_port
+            raise fail(f"cannot serve metrics on port {port}: {exc.strerror or exc}") from None
     prepare_schema(settings)
 
     async def run() -> None:

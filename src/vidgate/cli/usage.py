@@ -7,6 +7,7 @@ import sys
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 from sqlalchemy import Connection
 
@@ -54,7 +55,9 @@ def usage_command(
     data_dir: DataDirOption = None,
 ) -> None:
     """Tasks by status, credits debited and refunded, and seconds of video, per day, model or
-    key (the figures of GET /api/v1/account/usage; default: the last 30 days)."""
+    key (the figures of GET /api/v1/account/usage; default: the last 30 days). The table's
+    `done` are completed tasks, `running` pending or processing ones, `secs` the seconds of
+    video completed."""
     try:
         window = usage.usage_window(start, end, now=utcnow())
     except VidgateError as error:
@@ -106,10 +109,17 @@ def print_table(report: UsageReport) -> None:
     if not report.groups:
         out.print(f"no tasks and no task credits for {whose} from {span}")
         return
-    table = Table(title=f"Usage of {whose}, {span}")
-    columns = (_GROUP_COLUMN[report.group_by], "tasks", "completed", "failed", "cancelled")
-    for column in (*columns, "in flight", "debited", "refunded", "net", "video s"):
-        table.add_column(column, justify="left" if column in _GROUP_COLUMN.values() else "right")
+    # Short headings and no vertical rules: ten columns fit an 80-column terminal.
+    table = Table(
+        title=f"Usage of {whose}, {span}",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 1, 0, 0),
+    )
+    table.add_column(_GROUP_COLUMN[report.group_by], no_wrap=True)
+    headings = ("tasks", "done", "failed", "cancelled", "running", "debit", "refund", "net", "secs")
+    for heading in headings:
+        table.add_column(heading, justify="right")
 
     def cells(figures: UsageFigures) -> list[str]:
         by_status = figures.tasks_by_status

@@ -8,8 +8,9 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vidgate import metrics
 from vidgate.providers.base import Provider
-from vidgate.providers.breaker import CircuitBreaker
+from vidgate.providers.breaker import BreakerState, CircuitBreaker
 from vidgate.providers.catalogue import Catalogue, ChannelSpec, ModelSpec
 
 logger = logging.getLogger("vidgate.providers")
@@ -57,6 +58,8 @@ class ProviderRegistry:
     def record(self, channel: str, *, ok: bool = False, fault: bool = False) -> None:
         """What a step saw of the channel: a success, a failure, or a fault that opens its
         breaker at once."""
+        if not ok:
+            metrics.provider_error(channel, fault=fault)
         breaker = self.breakers.get(channel)
         if breaker is None:
             return
@@ -66,6 +69,7 @@ class ProviderRegistry:
             breaker.record_success()
         else:
             breaker.record_failure()
+        metrics.breaker_state(channel, tripped=breaker.state is not BreakerState.CLOSED)
 
     def in_order(self, model_id: str) -> list[Route]:
         """The model's routes in the order to try them this time: ascending priority, and

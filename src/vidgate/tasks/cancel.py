@@ -15,6 +15,7 @@ from typing import Protocol
 
 from sqlalchemy import Connection
 
+from vidgate import metrics
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.errors import NotFound, ServiceUnavailable, TaskAlreadyEnded
@@ -95,6 +96,8 @@ async def cancel_task(
             if refunds_on_cancel(ended, catalogue)
             else "not refunded (its channel's policy)",
         )
+        refund = ended.status if ended.credits_refunded else None
+        metrics.task_ended(ended, ended.status, at=ended.completed_at or utcnow(), refund=refund)
         await _stop_upstream(ended, providers)
         return ended
     raise ServiceUnavailable(

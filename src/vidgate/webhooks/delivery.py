@@ -27,6 +27,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection
 
+from vidgate import metrics
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.tasks import repository as task_repository
@@ -119,6 +120,7 @@ class DeliveryWorker:
                 result.error,
                 f"next try at {retry_at}" if retry_at else "no more tries",
             )
+        metrics.webhook_try(delivered=result.delivered, retrying=retry_at is not None)
         if retry_at is not None:
             self._wake_at(retry_at)
         return result

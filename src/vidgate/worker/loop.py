@@ -11,8 +11,10 @@ from collections.abc import Callable
 
 from ulid import ULID
 
+from vidgate import metrics
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
+from vidgate.logs import current_task_id
 from vidgate.tasks import idempotency, repository, transitions
 from vidgate.tasks.states import TaskErrorCode
 from vidgate.worker.claim import Claimer
@@ -85,6 +87,7 @@ class Worker:
         )
         for task_id in overdue:
             if await self._fail_overdue(task_id):
+                metrics.refunded(TaskErrorCode.TIMEOUT)
                 self._task_ended()
 
     async def _release(self, task_id: str) -> bool:
@@ -132,6 +135,7 @@ class Worker:
             self._wake.clear()
 
     async def _run_one(self, task_id: str) -> None:
+        current_task_id.set(task_id)  # on this step's log lines (its own asyncio task)
         try:
             due_again = await self.runner.run(task_id)
             if due_again is None:  # ended, or handed back: either way nothing more to do here

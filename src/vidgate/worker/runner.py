@@ -24,6 +24,7 @@ from typing import Literal
 
 from sqlalchemy import Connection
 
+from vidgate import metrics
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.net.fetch import FetchPolicy
@@ -107,6 +108,7 @@ class TaskRunner:
         task = await self.db.backend.run_read(lambda conn: repository.get(conn, task_id))
         if task is None or task.is_terminal or task.lease_owner != self.owner:
             return None
+        metrics.task_claimed(task.queue, (utcnow() - task.run_after).total_seconds())
         if utcnow() >= task.deadline_at:
             await self._time_out(task)
             return None
@@ -402,6 +404,7 @@ class TaskRunner:
             )
         ):
             logger.info("task %s: completed", task.id)
+            metrics.task_ended(task, TaskStatus.COMPLETED, at=now)
         else:  # it ended meanwhile (timed out): the file has no owner
             await self.store.delete(key)
 
@@ -484,6 +487,7 @@ class TaskRunner:
             )
         ):
             logger.info("task %s: failed (%s): %s; credits refunded", task.id, code, message)
+            metrics.task_ended(task, TaskStatus.FAILED, at=now, refund=code)
 
     async def _write(self, work: Callable[[Connection], bool]) -> bool:
         return await self.db.backend.run_write(work)

@@ -35,11 +35,15 @@ class UsageFiguresView(BaseModel):
     seconds_of_video: int = Field(description="Clip seconds of the completed tasks")
 
 
-class UsageGroupView(UsageFiguresView):
+class _Group(BaseModel):
     group: str = Field(
         description="A UTC day (YYYY-MM-DD), a model id or an API key id, as group_by says",
         examples=["2026-03-12"],
     )
+
+
+class UsageGroupView(UsageFiguresView, _Group):  # this order puts `group` first on the wire
+    pass
 
 
 class UsageReportView(BaseModel):
