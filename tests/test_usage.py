@@ -31,7 +31,7 @@ from support import (
 from vidgate.billing import usage
 from vidgate.billing.usage import GroupBy, UsageFigures, UsageReport, Window
 from vidgate.db.engine import Database, open_database
-from vidgate.db.models import ApiKey, LedgerEntry, VideoTask
+from vidgate.db.models import LedgerEntry, VideoTask
 from vidgate.errors import InvalidRequest
 from vidgate.keys.service import Principal
 from vidgate.providers.catalogue import Catalogue
@@ -360,17 +360,6 @@ def read_ledger(database_url: str, account_id: int) -> Ledger:
     )
 
 
-def promote_to_admin(database_url: str, title: str) -> None:
-    """What `vidgate keys create --admin` stores: the key's role (before its first use, which
-    caches who it is)."""
-    engine = create_engine(database_url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(update(ApiKey).where(ApiKey.title == title).values(role="admin"))
-    finally:
-        engine.dispose()
-
-
 def group_value(task: dict[str, Any], at: datetime, group_by: str) -> str:
     if group_by == "model":
         return str(task["model"])
@@ -556,8 +545,11 @@ def test_usage_figures_are_the_ledgers_sums_over_keys_models_and_outcomes(
             "code": "not_found",
             "message": f"account {account_id} not found",
         }
-    operator = create_key_with_cli(served.server.env, title="operator", credits=0)
-    promote_to_admin(served.database_url, "operator")
+    own = served.data("/api/v1/account/usage", account_id=account_id, group_by="key")
+    assert by_group(own) == by_group(served.data("/api/v1/account/usage", group_by="key"))
+    made = served.cli("keys", "create", "--title", "operator", "--admin")
+    assert made.returncode == 0, made.stderr
+    operator = made.stdout.strip().splitlines()[-1]
     as_admin = served.data("/api/v1/account/usage", operator, account_id=account_id, group_by="key")
     assert by_group(as_admin) == by_group(served.data("/api/v1/account/usage", group_by="key"))
     assert (

@@ -238,10 +238,6 @@ def check_key_of(conn: Connection, *, key_id: int, account_id: int | None) -> No
         raise NotFound(f"API key {key_id} not found")
 
 
-def role_of_key(conn: Connection, key_id: int) -> str | None:
-    return conn.scalar(select(api_keys.c.role).where(api_keys.c.id == key_id))
-
-
 # -- the ledger, page by page ----------------------------------------------------------------
 
 

@@ -45,17 +45,11 @@ AccountParam = Annotated[
 ]
 
 
-def _is_admin(conn: Connection, principal: Principal) -> bool:
-    # The Principal carries the key's role once the admin API gives it one; until then, the row.
-    role = getattr(principal, "role", None) or usage.role_of_key(conn, principal.key_id)
-    return role == "admin"
-
-
 def _account_of(conn: Connection, principal: Principal, account_id: int | None) -> int:
     return usage.account_in_view(
         conn,
         caller_account_id=principal.account_id,
-        is_admin=_is_admin(conn, principal),
+        is_admin=principal.is_admin,
         account_id=account_id,
     )
 
