@@ -5,11 +5,15 @@ from __future__ import annotations
 import ipaddress
 import logging
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from vidgate.api.apimall import presenters
 from vidgate.api.render_cache import RenderCache
+from vidgate.db.backend import WEBHOOKS_CHANNEL, queue_channel
 from vidgate.db.engine import Database, open_database
+from vidgate.db.listen import Listener
 from vidgate.errors import UpstreamUnavailable
 from vidgate.keys.invalidation import SharedPrincipalCache, build_invalidator
 from vidgate.keys.service import Principal
@@ -32,6 +36,7 @@ from vidgate.webhooks.delivery import DeliveryWorker
 from vidgate.webhooks.sender import WebhookSender
 from vidgate.worker.claim import SqlClaimer
 from vidgate.worker.loop import Worker, new_worker_id
+from vidgate.worker.reaper import Reaper
 from vidgate.worker.runner import TaskRunner
 
 logger = logging.getLogger("vidgate")
@@ -54,6 +59,8 @@ class Gateway:
     moderator: Moderator = field(default_factory=AllowAll)
     worker: Worker | None = field(default=None)
     deliveries: DeliveryWorker | None = field(default=None)
+    reaper: Reaper | None = field(default=None)
+    listener: Listener | None = field(default=None)  # wake-ups from other processes
 
     @classmethod
     def build(cls, settings: Settings) -> Gateway:
@@ -152,14 +159,12 @@ class Gateway:
             input_policy=input_policy,
             result_policy=result_policy,
             work_dir=settings.data_dir / "work" / "fetch",
-            suspended_tasks=settings.suspended_tasks,
         )
         claimer = SqlClaimer(
             self.db,
             queues=settings.worker_queues or None,
             models=self.servable_models(),
             channels=list(self.providers),
-            skip_inactive_accounts=settings.suspended_tasks == "wait",
         )
         return Worker(
             db=self.db,
@@ -201,6 +206,29 @@ class Gateway:
             # Webhook deliveries go wherever tasks are worked on.
             self.deliveries = self._build_deliveries()
             self.deliveries.start()
+        if self.settings.worker_enabled and self.reaper is None:
+            self.reaper = self._build_reaper()
+            self.reaper.start()
+        if self.settings.worker_enabled and self.listener is None:
+            self.listener = self.db.backend.listener(self._wakes())
+            self.listener.start()
+
+    def _build_reaper(self) -> Reaper:
+        return Reaper(
+            db=self.db,
+            store=self.store,
+            result_retention=self.settings.result_retention,
+            on_expired=self.rendered_tasks.forget,
+            interval_s=self.settings.reaper_interval_s,
+        )
+
+    def _wakes(self) -> dict[str, Callable[[], None]]:
+        """The NOTIFY channels this process's loops listen on: its worker's queues, and the
+        webhook deliveries."""
+        queues = self.settings.worker_queues or self.catalogue.queues
+        wakes: dict[str, Callable[[], None]] = {queue_channel(q): self.wake_worker for q in queues}
+        wakes[WEBHOOKS_CHANNEL] = self.wake_deliveries
+        return wakes
 
     def wake_worker(self) -> None:
         if self.worker is not None:
@@ -227,6 +255,7 @@ class Gateway:
             default_max_concurrent_jobs=self.settings.max_concurrent_jobs,
             allowed_networks=self.allowed_networks,
             moderator=self.moderator,
+            idempotency_retention=timedelta(hours=self.settings.idempotency_retention_hours),
         )
         if not outcome.replayed:
             self.wake_worker()
@@ -237,6 +266,12 @@ class Gateway:
             self.deliveries.wake()
 
     async def stop_worker(self) -> None:
+        if self.listener is not None:
+            await self.listener.stop()
+            self.listener = None
+        if self.reaper is not None:
+            await self.reaper.stop()
+            self.reaper = None
         if self.worker is not None:
             await self.worker.stop()
             self.worker = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -154,6 +155,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'vidgate.db').resolve()}"
+
+    @property
+    def result_retention(self) -> timedelta | None:
+        """How long result files are kept after their task ends; None: until deleted."""
+        days = self.result_retention_days
+        return timedelta(days=days) if days else None
 
     @property
     def resolved_public_url(self) -> str:

@@ -8,8 +8,9 @@ negative matches no row.
 
 from __future__ import annotations
 
+from datetime import datetime
 from enum import StrEnum
-from typing import cast
+from typing import NamedTuple, cast
 
 from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -38,6 +39,15 @@ APPEND = Sql(
     "created_at) VALUES (:account_id, :kind, :amount, :balance_after, :task_id, :note, "
     ":created_at)"
 )
+
+
+class LedgerEntryRow(NamedTuple):
+    id: int
+    kind: str
+    amount: int
+    balance_after: int
+    note: str | None
+    created_at: datetime
 
 
 class LedgerKind(StrEnum):
@@ -148,6 +158,23 @@ def balance_after_debit(conn: Connection, *, task_id: str) -> int | None:
             ledger.c.task_id == task_id, ledger.c.kind == LedgerKind.DEBIT.value
         )
     )
+
+
+def entries_of_task(conn: Connection, *, task_id: str) -> list[LedgerEntryRow]:
+    """A task's ledger rows (its debit, and its refund if any), oldest first."""
+    rows = conn.execute(
+        select(
+            ledger.c.id,
+            ledger.c.kind,
+            ledger.c.amount,
+            ledger.c.balance_after,
+            ledger.c.note,
+            ledger.c.created_at,
+        )
+        .where(ledger.c.task_id == task_id)
+        .order_by(ledger.c.id)
+    )
+    return [LedgerEntryRow(*row) for row in rows]
 
 
 async def _apply(

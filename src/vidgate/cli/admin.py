@@ -175,6 +175,9 @@ def register(app: typer.Typer) -> None:
     from vidgate.cli import credits  # it builds on this module's helpers
 
     app.add_typer(credits.app, name="credits")
+    from vidgate.cli import tasks
+
+    app.add_typer(tasks.app, name="tasks")
 
 
 def check_catalogue(settings: Settings) -> None:

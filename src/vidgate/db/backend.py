@@ -26,6 +26,7 @@ datetimes and JSON to and from each driver's representation.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import sqlite3
@@ -42,6 +43,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
+
+from vidgate.db.listen import Listener, NoListener, PgListener
 
 T = TypeVar("T")
 
@@ -85,6 +88,10 @@ class Backend(Protocol):
         ...
 
     def is_lock_timeout(self, error: OperationalError) -> bool: ...
+
+    def listener(self, wakes: Mapping[str, Callable[[], None]]) -> Listener:
+        """What calls each channel's wake when another process notifies it (notify_queue)."""
+        ...
 
     async def dispose(self) -> None: ...
 
@@ -134,6 +141,10 @@ class Lean(Protocol):
 
     def load_json(self, value: Any) -> Any: ...
 
+    def notify(self, conn: Connection, channel: str) -> None:
+        """Wake the listeners of `channel` when `conn`'s transaction commits."""
+        ...
+
 
 class _SqliteLean:
     def execute(self, conn: Connection, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
@@ -156,6 +167,9 @@ class _SqliteLean:
     def load_json(self, value: Any) -> Any:
         return None if value is None else json.loads(value)
 
+    def notify(self, conn: Connection, channel: str) -> None:
+        return None  # one process works off the file: its wakes are in-process (wake())
+
 
 class _PostgresLean:
     def execute(self, conn: Connection, sql: Sql, params: Mapping[str, Any]) -> list[Row]:
@@ -172,6 +186,11 @@ class _PostgresLean:
 
     def load_json(self, value: Any) -> Any:
         return value  # psycopg parses json columns itself
+
+    def notify(self, conn: Connection, channel: str) -> None:
+        # Transactional: delivered at commit, dropped on rollback; repeats within one
+        # transaction are folded into one by the server.
+        _run_cursor(conn, "SELECT pg_notify(%(channel)s, '')", {"channel": channel})
 
 
 def _run_cursor(conn: Connection, text: str, params: dict[str, Any]) -> list[Row]:
@@ -195,6 +214,34 @@ POSTGRES: Lean = _PostgresLean()
 def lean(conn: Connection) -> Lean:
     """How `conn`'s database runs lean statements."""
     return SQLITE if conn.dialect.name == "sqlite" else POSTGRES
+
+
+# -- wake-ups across processes: PostgreSQL's LISTEN/NOTIFY (db/listen.py) -----------------
+
+WEBHOOKS_CHANNEL = "vidgate_webhooks"
+_CHANNEL_MAX = 63  # PostgreSQL's identifier limit, in bytes
+
+
+def queue_channel(queue: str) -> str:
+    """The NOTIFY channel of a task queue: a lowercase identifier PostgreSQL keeps whole. A
+    queue name it had to change gets a hash of the original, so two queues never share one."""
+    safe = re.sub(r"[^a-z0-9_]", "_", queue.lower())
+    name = f"vidgate_queue_{safe}"
+    if safe != queue or len(name) > _CHANNEL_MAX:
+        digest = hashlib.sha256(queue.encode()).hexdigest()[:8]
+        name = f"{name[: _CHANNEL_MAX - 9]}_{digest}"
+    return name
+
+
+def notify_queue(conn: Connection, queue: str) -> None:
+    """A task of `queue` is due now: wake that queue's idle workers in every process once this
+    transaction commits (a no-op on SQLite)."""
+    lean(conn).notify(conn, queue_channel(queue))
+
+
+def notify_webhooks(conn: Connection) -> None:
+    """Deliveries were queued: wake the delivery loops once this transaction commits."""
+    lean(conn).notify(conn, WEBHOOKS_CHANNEL)
 
 
 class SqliteBackend:
@@ -263,6 +310,9 @@ class SqliteBackend:
     def is_lock_timeout(self, error: OperationalError) -> bool:
         return "database is locked" in str(error).lower()
 
+    def listener(self, wakes: Mapping[str, Callable[[], None]]) -> Listener:
+        return NoListener()
+
     async def dispose(self) -> None:
         self._writer.shutdown(wait=True)
         self._inline_engine.engine.dispose()
@@ -327,6 +377,11 @@ class PostgresBackend:
 
     def is_lock_timeout(self, error: OperationalError) -> bool:
         return "lock timeout" in str(error).lower()
+
+    def listener(self, wakes: Mapping[str, Callable[[], None]]) -> Listener:
+        # libpq's spelling of the same URL: psycopg connects without SQLAlchemy.
+        dsn = self.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        return PgListener(dsn, wakes)
 
     async def dispose(self) -> None:
         await self._hot.dispose()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 import secrets
 import shutil
@@ -71,6 +72,16 @@ class _Job:
     error: str | None = None
     done: bool = False
     stop: threading.Event = field(default_factory=threading.Event)
+
+
+async def _wait_unless_stopped(stop: threading.Event, seconds: float) -> None:
+    """Sleep `seconds`, cut short by `stop`: a stopping process must not wait out a [slow:N]."""
+    # `stop` is a threading.Event (the render thread reads it too): looked at every 0.1 s.
+    steps = max(1, math.ceil(seconds / 0.1))
+    for _ in range(steps):
+        if stop.is_set():
+            return
+        await asyncio.sleep(seconds / steps)
 
 
 class SampleProvider:
@@ -132,7 +143,9 @@ class SampleProvider:
     async def _run(self, job: _Job, spec: RenderSpec, output: Path, injection: Injection) -> None:
         try:
             if injection.slow_seconds:
-                await asyncio.sleep(injection.slow_seconds)
+                await _wait_unless_stopped(job.stop, injection.slow_seconds)
+                if job.stop.is_set():  # cancelled, or the process is stopping (close)
+                    raise RenderCancelled()
             if injection.fail:
                 job.error = injection.fail
                 return

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, delete
+from sqlalchemy import Connection, Table, delete, select, tuple_
 
 from vidgate.db.backend import Backend, Sql, lean
 from vidgate.db.models import IdempotencyRecord
@@ -75,11 +75,13 @@ def claim(
     surface: str,
     body_fingerprint: str,
     now: datetime,
+    retention: timedelta = RETENTION,
 ) -> Answered | None:
     """Reserve the key in this transaction, or return the answer it gave (task, request id).
 
     Returns None when this request owns the key and must go on to create the task. The key
     belongs to one surface: the same key sent to the other surface is a different request.
+    `retention`: how long the key is remembered (VIDGATE_IDEMPOTENCY_RETENTION_HOURS).
     """
     via = lean(conn)
     where = {"account_id": account_id, "key": key}
@@ -92,7 +94,7 @@ def claim(
             "surface": surface,
             "fingerprint": body_fingerprint,
             "created_at": now,
-            "expires_at": now + RETENTION,
+            "expires_at": now + retention,
         },
     )
     if reserved:
@@ -155,6 +157,16 @@ def answered(
     )
 
 
-def purge_expired(conn: Connection, *, now: datetime) -> int:
-    result = conn.execute(delete(records).where(records.c.expires_at < now))
+def purge_expired(conn: Connection, *, now: datetime, limit: int) -> int:
+    """Delete up to `limit` keys past their expiry (oldest first); how many. Bounded, so one
+    call never holds a long transaction, and harmless when two reapers run it at once."""
+    oldest = (
+        select(records.c.account_id, records.c.key)
+        .where(records.c.expires_at < now)
+        .order_by(records.c.expires_at)
+        .limit(limit)
+    )
+    result = conn.execute(
+        delete(records).where(tuple_(records.c.account_id, records.c.key).in_(oldest))
+    )
     return int(result.rowcount or 0)

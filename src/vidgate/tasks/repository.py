@@ -67,6 +67,7 @@ class TaskRecord:
     completed_at: datetime | None
     deleted_at: datetime | None = None  # the OpenAI surface's delete: files gone, row kept
     remixed_from: str | None = None  # the task this one remixes
+    files_expired_at: datetime | None = None  # retention: the reaper deleted its result files
     budget_period_start: datetime | None = None  # the key budget's period it was charged to
 
     @property
@@ -249,6 +250,35 @@ def history(
     return int(total or 0), [_record(row) for row in rows]
 
 
+def search(
+    conn: Connection,
+    *,
+    account_id: int | None,
+    status: str | None,
+    model: str | None,
+    offset: int,
+    limit: int,
+) -> tuple[int, list[TaskRecord]]:
+    """The admin's history: every account's tasks (or one's), optionally of one status and
+    model, newest first."""
+    conditions: list[ColumnElement[bool]] = []
+    if account_id is not None:
+        conditions.append(tasks.c.account_id == account_id)
+    if status is not None:
+        conditions.append(tasks.c.status == status)
+    if model is not None:
+        conditions.append(tasks.c.model == model)
+    total = conn.scalar(select(func.count()).select_from(tasks).where(*conditions))
+    rows = conn.execute(
+        select(*_TASK_COLUMNS)
+        .where(*conditions)
+        .order_by(tasks.c.created_at.desc(), tasks.c.id.desc())
+        .offset(offset)
+        .limit(limit)
+    )
+    return int(total or 0), [_record(row) for row in rows]
+
+
 def video_page(
     conn: Connection,
     *,
@@ -375,6 +405,49 @@ def update_task(
         .values(**values)
         .returning(*(tasks.c[name] for name in returning))
     ).first()
+
+
+def make_due(conn: Connection, task_id: str, *, at: datetime) -> Any | None:
+    """An operator's retry of an in-flight task: its lease cleared (a dead or stuck worker's)
+    and due at once, as if its lease had just expired. None if it has ended (or is unknown)."""
+    return update_task(
+        conn,
+        task_id,
+        sources=IN_FLIGHT,
+        values={"lease_owner": None, "lease_expires_at": None, "run_after": at, "updated_at": at},
+        returning=("queue",),
+    )
+
+
+def results_to_expire(conn: Connection, *, before: datetime, limit: int) -> list[tuple[str, str]]:
+    """(id, file_key) of up to `limit` completed tasks, oldest first, that ended before `before`
+    and still have their result files (the completed_at index)."""
+    rows = conn.execute(
+        select(tasks.c.id, tasks.c.file_key)
+        .where(
+            tasks.c.completed_at < before,
+            tasks.c.status == TaskStatus.COMPLETED.value,
+            tasks.c.file_key.is_not(None),
+            tasks.c.files_expired_at.is_(None),
+            tasks.c.deleted_at.is_(None),  # deleted: its files went with the delete
+        )
+        .order_by(tasks.c.completed_at)
+        .limit(limit)
+    )
+    return [(task_id, file_key) for task_id, file_key in rows]
+
+
+def mark_files_expired(conn: Connection, task_ids: Collection[str], *, at: datetime) -> int:
+    """Stamp files_expired_at on those not stamped yet; how many this call stamped."""
+    if not task_ids:
+        return 0
+    stamped = conn.execute(
+        update(tasks)
+        .where(tasks.c.id.in_(list(task_ids)), tasks.c.files_expired_at.is_(None))
+        .values(files_expired_at=at)
+        .returning(tasks.c.id)
+    )
+    return len(stamped.all())
 
 
 def overdue(conn: Connection, *, now: datetime, limit: int) -> list[str]:

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 from ulid import ULID
 
 from vidgate.billing import service as billing
+from vidgate.db.backend import notify_queue
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.errors import (
@@ -132,6 +133,7 @@ async def create_task(
     allowed_networks: tuple[IPNetwork, ...] = (),
     moderator: Moderator | None = None,
     lock_timeout_ms: int = IDEMPOTENCY_LOCK_TIMEOUT_MS,
+    idempotency_retention: timedelta = idempotency.RETENTION,
 ) -> CreateOutcome:
     checked = validate(command, catalogue, allowed_networks=allowed_networks)
     refuse_unlisted_model(principal, checked.model.id)
@@ -189,6 +191,7 @@ async def create_task(
         "completed_at": None,
         "deleted_at": None,
         "remixed_from": command.remixed_from,
+        "files_expired_at": None,
         "budget_period_start": None,
     }
 
@@ -202,6 +205,7 @@ async def create_task(
                 surface=command.surface,
                 body_fingerprint=body_fingerprint,
                 now=now,
+                retention=idempotency_retention,
             )
             if replay is not None:
                 return _replay(conn, replay)
@@ -224,6 +228,7 @@ async def create_task(
             )
         repository.insert_task(conn, row)
         transitions.created(conn, task_id=task_id, account_id=principal.account_id, at=now)
+        notify_queue(conn, checked.model.queue)  # workers in other processes: at commit
         remaining = billing.debit_task(
             conn, account_id=principal.account_id, amount=checked.credits, task_id=task_id
         )

@@ -82,6 +82,7 @@ class TaskErrorCode(StrEnum):
     TIMEOUT = "timeout"  # past the model's time limit
     CANCELLED = "cancelled"
     ACCOUNT_SUSPENDED = "account_suspended"  # not started: its account is not active
+    FAILED_BY_OPERATOR = "failed_by_operator"  # ended by `vidgate tasks fail`
     INTERNAL_ERROR = "internal_error"
 
 

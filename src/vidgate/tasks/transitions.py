@@ -19,6 +19,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from vidgate.billing import service as billing
+from vidgate.db.backend import notify_queue
 from vidgate.keys import budget
 from vidgate.tasks import repository
 from vidgate.tasks.repository import tasks
@@ -281,8 +282,16 @@ def _end_unleased(
 # -- lease housekeeping (no status change, no event) -----------------------------------------
 
 
-def _housekeep(conn: Connection, task_id: str, owner: str, values: dict[str, Any]) -> bool:
-    row = repository.update_task(conn, task_id, owner=owner, sources=IN_FLIGHT, values=values)
+def _housekeep(
+    conn: Connection, task_id: str, owner: str, values: dict[str, Any], *, due_now: bool = False
+) -> bool:
+    """`due_now`: the task is due again at once, so its queue's idle workers (in any process)
+    are woken when this commits (db/backend.py notify_queue)."""
+    row = repository.update_task(
+        conn, task_id, owner=owner, sources=IN_FLIGHT, values=values, returning=("queue",)
+    )
+    if row is not None and due_now:
+        notify_queue(conn, row.queue)
     return row is not None
 
 
@@ -291,8 +300,9 @@ def extend_lease(conn: Connection, task_id: str, owner: str, *, until: datetime)
 
 
 def release(conn: Connection, task_id: str, owner: str) -> bool:
-    """Give the lease back untouched (shutdown, or a task this worker cannot serve)."""
-    return _housekeep(conn, task_id, owner, dict(_NO_LEASE))
+    """Give the lease back untouched (shutdown, or a task this worker cannot serve); another
+    worker of its queue may take it at once."""
+    return _housekeep(conn, task_id, owner, dict(_NO_LEASE), due_now=True)
 
 
 def routed(conn: Connection, task_id: str, owner: str, *, channel: str, cap: int | None) -> bool:
@@ -351,7 +361,8 @@ def retry_later(
         values["step"] = step.value
     if clear_upstream:
         values["upstream_id"] = None
-    return _housekeep(conn, task_id, owner, values)
+    # Later than now: the worker's own timer and the poll find it; nothing to notify then.
+    return _housekeep(conn, task_id, owner, values, due_now=run_after <= at)
 
 
 def lease_until(at: datetime, lease_s: float) -> datetime:

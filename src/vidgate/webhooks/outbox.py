@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import Connection
 from ulid import ULID
 
-from vidgate.db.backend import Sql, lean
+from vidgate.db.backend import Sql, lean, notify_webhooks
 from vidgate.webhooks.events import EVENT_OF_ENDING, DeliveryStatus, EndpointStatus
 
 SUBSCRIBERS = Sql(
@@ -70,4 +70,6 @@ def enqueue_ending(
                 "created_at": at,
             },
         )
+    if targets:  # the delivery loops of other processes look at once, not at their next tick
+        notify_webhooks(conn)
     return len(targets)

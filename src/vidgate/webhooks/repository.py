@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from sqlalchemy import Connection, Table, func, insert, select, update
 
+from vidgate.db.backend import notify_webhooks
 from vidgate.db.leases import claim_leased
 from vidgate.db.models import Account, WebhookDelivery, WebhookEndpoint
 from vidgate.webhooks.events import DeliveryStatus, EndpointStatus
@@ -296,4 +297,6 @@ def requeue(conn: Connection, *, delivery_id: int, endpoint_id: int, at: datetim
         .values(status=DeliveryStatus.PENDING.value, next_attempt_at=at)
         .returning(deliveries.c.id)
     ).first()
+    if row is not None:
+        notify_webhooks(conn)
     return row is not None

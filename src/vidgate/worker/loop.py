@@ -15,7 +15,7 @@ from vidgate import metrics
 from vidgate.db.engine import Database
 from vidgate.db.types import utcnow
 from vidgate.logs import current_task_id
-from vidgate.tasks import idempotency, repository, transitions
+from vidgate.tasks import repository, transitions
 from vidgate.tasks.states import TaskErrorCode
 from vidgate.worker.claim import Claimer
 from vidgate.worker.runner import TaskRunner
@@ -23,7 +23,6 @@ from vidgate.worker.shutdown import drain_then_release
 
 logger = logging.getLogger("vidgate.worker")
 
-PURGE_INTERVAL_S = 3600.0
 # Tasks past their deadline that nobody holds (no worker serves their queue) are failed and
 # refunded by whichever worker looks first.
 OVERDUE_SWEEP_INTERVAL_S = 30.0
@@ -76,10 +75,6 @@ class Worker:
             await self._loop_task
         await drain_then_release(self._active, self._release, timeout_s=timeout_s)
 
-    async def _housekeeping(self) -> None:
-        now = utcnow()
-        await self.db.backend.run_write(lambda conn: idempotency.purge_expired(conn, now=now))
-
     async def _sweep_overdue(self) -> None:
         now = utcnow()
         overdue = await self.db.backend.run_read(
@@ -108,7 +103,6 @@ class Worker:
         )
 
     async def _run(self) -> None:
-        last_purge = 0.0
         last_sweep = 0.0
         loop = asyncio.get_running_loop()
         while not self._stopping:
@@ -120,9 +114,6 @@ class Worker:
                 )
                 for task_id in claimed:
                     self._active[task_id] = asyncio.create_task(self._run_one(task_id))
-                if loop.time() - last_purge > PURGE_INTERVAL_S:
-                    last_purge = loop.time()
-                    await self._housekeeping()
                 if loop.time() - last_sweep > OVERDUE_SWEEP_INTERVAL_S:
                     last_sweep = loop.time()
                     await self._sweep_overdue()

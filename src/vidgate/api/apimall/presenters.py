@@ -64,7 +64,8 @@ def _error_code(task: TaskRecord) -> str | None:
 
 
 def hosted_url(task: TaskRecord, url_for: UrlFor) -> str | None:
-    if task.status == TaskStatus.COMPLETED and task.file_key:
+    """The result's URL; None before it completes and once retention deleted its files."""
+    if task.status == TaskStatus.COMPLETED and task.file_key and task.files_expired_at is None:
         return url_for(task.file_key)
     return None
 

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from vidgate import errors
 from vidgate.api.openai.schemas import Variant
 from vidgate.db.engine import Database
-from vidgate.db.types import utcnow
+from vidgate.db.types import iso_ms, utcnow
 from vidgate.media.previews import (
     SPRITESHEET_TYPE,
     THUMBNAIL_TYPE,
@@ -48,6 +48,13 @@ class ContentGone(errors.NotFound):
     """Deleted meanwhile, or removed from the store by hand (or by retention)."""
 
     default_message = "the video's content is no longer stored"
+
+
+class VideoExpired(errors.NotFound):
+    """Retention deleted the video's files (VIDGATE_RESULT_RETENTION_DAYS); it still reads."""
+
+    code = "video_expired"
+    default_message = "The video's content has expired"
 
 
 class VideoInProgress(errors.VidgateError):
@@ -150,6 +157,11 @@ async def content_key(gateway: Gateway, task: TaskRecord, variant: Variant) -> s
     if task.status != TaskStatus.COMPLETED or task.file_key is None:
         state = "failed" if task.is_terminal else "is not ready yet"
         raise VideoNotReady(f"video '{task.id}' {state}: it has no content")
+    if task.files_expired_at is not None:
+        raise VideoExpired(
+            f"video '{task.id}' expired at {iso_ms(task.files_expired_at)}: its content is no "
+            "longer stored (the gateway's retention period)"
+        )
     store = gateway.store
     if variant == "video":
         if not await store.exists(task.file_key):

@@ -7,7 +7,7 @@ the catalogue computed at create (params width, height and seconds).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from vidgate.api.openai.schemas import (
     CreateVideoFields,
@@ -85,7 +85,18 @@ def _error(task: TaskRecord) -> VideoError | None:
     return None
 
 
-def video(task: TaskRecord) -> Video:
+def expires_at(task: TaskRecord, retention: timedelta | None) -> datetime | None:
+    """When a video's content goes (OpenAI's expires_at): when retention deleted it, or when it
+    will; None while it has none yet, or when results are kept until deleted."""
+    if task.files_expired_at is not None:
+        return task.files_expired_at
+    if retention is None or task.status != TaskStatus.COMPLETED or task.completed_at is None:
+        return None
+    return task.completed_at + retention
+
+
+def video(task: TaskRecord, *, retention: timedelta | None = None) -> Video:
+    """`retention`: how long result files are kept (Settings.result_retention)."""
     params = task.params
     return Video(
         id=task.id,
@@ -94,7 +105,7 @@ def video(task: TaskRecord) -> Video:
         progress=100 if task.status == TaskStatus.COMPLETED else task.progress,
         created_at=int(task.created_at.timestamp()),
         completed_at=_unix(task.completed_at),
-        expires_at=None,  # stored files are kept until deleted
+        expires_at=_unix(expires_at(task, retention)),
         prompt=task.prompt,
         size=f"{params.get('width', 0)}x{params.get('height', 0)}",
         seconds=str(params.get("seconds", "")),
@@ -112,9 +123,11 @@ def created(task: TaskRecord) -> Video:
     )
 
 
-def video_list(tasks: list[TaskRecord], *, has_more: bool) -> VideoList:
+def video_list(
+    tasks: list[TaskRecord], *, has_more: bool, retention: timedelta | None = None
+) -> VideoList:
     return VideoList(
-        data=[video(task) for task in tasks],
+        data=[video(task, retention=retention) for task in tasks],
         first_id=tasks[0].id if tasks else None,
         last_id=tasks[-1].id if tasks else None,
         has_more=has_more,

@@ -104,7 +104,9 @@ async def list_videos(
         ascending=order == "asc",
         after=after,
     )
-    return presenters.video_list(tasks, has_more=has_more)
+    return presenters.video_list(
+        tasks, has_more=has_more, retention=gateway.settings.result_retention
+    )
 
 
 @router.get("/{video_id}", response_model=Video, responses=responses(openai=True))
@@ -117,7 +119,7 @@ async def retrieve_video(video_id: str, request: Request) -> Response:
     )
     if not task.is_terminal:
         headers[presenters.POLL_AFTER_HEADER] = presenters.POLL_AFTER_MS
-    return _json(presenters.video(task), headers)
+    return _json(presenters.video(task, retention=gateway.settings.result_retention), headers)
 
 
 @router.delete(
