@@ -408,6 +408,22 @@ async def test_unexpected_errors_are_500_without_details(gateway: Gateway) -> No
     assert message == "Internal server error"
 
 
+ADMIN_ROUTES = {
+    ("/api/v1/admin/accounts", "get"),
+    ("/api/v1/admin/accounts", "post"),
+    ("/api/v1/admin/accounts/{account_id}", "get"),
+    ("/api/v1/admin/accounts/{account_id}/approve", "post"),
+    ("/api/v1/admin/accounts/{account_id}/suspend", "post"),
+    ("/api/v1/admin/accounts/{account_id}/credits/grant", "post"),
+    ("/api/v1/admin/accounts/{account_id}/credits/adjust", "post"),
+    ("/api/v1/admin/accounts/{account_id}/keys", "get"),
+    ("/api/v1/admin/accounts/{account_id}/keys", "post"),
+    ("/api/v1/admin/accounts/{account_id}/keys/{key_id}", "delete"),
+    ("/api/v1/admin/tasks", "get"),
+    ("/api/v1/admin/audit", "get"),
+}
+
+
 async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClient) -> None:
     document = (await client.get("/openapi.json")).json()
     paths = document["paths"]
@@ -434,6 +450,7 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
         ("/v1/videos/{video_id}", "delete"),
         ("/v1/videos/{video_id}/content", "get"),
         ("/v1/videos/{video_id}/remix", "post"),
+        *ADMIN_ROUTES,
     }
     without_key = {("/readyz", "get"), ("/api/v1/models", "get"), ("/files/{key}", "get")}
     listed = {(path, method) for path, item in paths.items() for method in item}
@@ -444,6 +461,8 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
         assert "422" not in codes, (path, method)  # validation errors are 400s here
         # 403: a key of an account pending approval or suspended
         assert ({"401", "403", "429"} <= codes) == ((path, method) in with_key), (path, method)
+    for path, method in ADMIN_ROUTES:  # an admin key's, 403 for any other
+        assert "403" in paths[path][method]["responses"], (path, method)
     generate = set(paths["/api/v1/videos/generate"]["post"]["responses"])
     assert {"402", "409", "413", "415", "503"} <= generate
     assert (

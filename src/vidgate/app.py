@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from vidgate import __version__
-from vidgate.api.apimall import account, keys, models, usage, videos, webhooks
+from vidgate.api.apimall import account, admin, keys, models, usage, videos, webhooks
 from vidgate.api.apimall.request_schema import generate_request_components
 from vidgate.api.errors import drop_framework_validation_responses, install_error_handlers
 from vidgate.api.openai import videos as openai_videos
@@ -52,6 +52,7 @@ def create_app(settings: Settings | None = None, *, gateway: Gateway | None = No
         keys.router,
         models.router,
         webhooks.router,
+        admin.router,
     ):
         app.include_router(router)
     if settings.metrics_enabled:

@@ -4,9 +4,9 @@ caller invalidates the principal cache once that transaction has committed."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select
@@ -19,12 +19,7 @@ from vidgate.db.models import Account, ApiKey
 from vidgate.db.types import iso_ms, utcnow
 from vidgate.errors import InvalidRequest, NotFound
 from vidgate.keys import service as keys
-
-
-class AccountStatus(StrEnum):
-    PENDING = "pending"  # its keys get 403 "API access not approved"
-    ACTIVE = "active"
-    SUSPENDED = "suspended"  # its keys get 403 "account suspended"
+from vidgate.keys.service import AccountStatus
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -275,11 +270,24 @@ async def list_keys(session: AsyncSession, *, account_id: int) -> list[ApiKey]:
 
 
 async def create_key(
-    session: AsyncSession, *, account_id: int, title: str, actor: Actor
+    session: AsyncSession,
+    *,
+    account_id: int,
+    title: str,
+    actor: Actor,
+    controls: keys.KeyControls | None = None,
+    known_models: Collection[str] | None = None,
 ) -> tuple[ApiKey, str]:
-    """A key for any account; the plaintext, shown once, is never in the audit log."""
+    """A key for any account, with its role and controls (keys/service.py create_key); the
+    plaintext, shown once, is never in the audit log."""
     await billing.get_account(session, account_id)
-    key, plaintext = await keys.create_key(session, account_id=account_id, title=title)
+    key, plaintext = await keys.create_key(
+        session,
+        account_id=account_id,
+        title=title,
+        controls=controls,
+        known_models=known_models,
+    )
     await audit.record(
         session,
         actor=actor,

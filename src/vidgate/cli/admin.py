@@ -172,9 +172,10 @@ def register(app: typer.Typer) -> None:
     keys_app.command("limits")(keys_limits)
     keys_app.command("update")(key_controls.keys_update)
     app.add_typer(keys_app, name="keys")
-    from vidgate.cli import credits  # it builds on this module's helpers
+    from vidgate.cli import accounts, credits  # they build on this module's helpers
 
     app.add_typer(credits.app, name="credits")
+    app.add_typer(accounts.app, name="accounts")
     from vidgate.cli import tasks
 
     app.add_typer(tasks.app, name="tasks")

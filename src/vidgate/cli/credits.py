@@ -7,6 +7,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from vidgate.accounts import audit
+from vidgate.accounts import service as accounts
 from vidgate.billing import service as billing
 from vidgate.cli.admin import DataDirOption, load_settings, out, run_with_db
 from vidgate.db.engine import Database
@@ -20,15 +22,18 @@ app = typer.Typer(help="Grant and inspect account credits.", no_args_is_help=Tru
 def credits_grant(
     amount: Annotated[int, typer.Argument(min=1, help="Credits to add")],
     account: Annotated[int, typer.Option("--account", help="Account id")],
+    reason: Annotated[
+        str | None, typer.Option("--reason", help="Why (the ledger note and the audit log)")
+    ] = None,
     data_dir: DataDirOption = None,
 ) -> None:
-    """Grant credits to an account."""
+    """Grant credits to an account (audited)."""
     settings = load_settings(data_dir)
 
     async def work(db: Database) -> int:
         async with db.write() as session:
-            return await billing.grant(
-                session, account_id=account, amount=amount, note="credits grant"
+            return await accounts.grant_credits(
+                session, account_id=account, amount=amount, actor=audit.CLI, reason=reason
             )
 
     balance = run_with_db(settings, work)
