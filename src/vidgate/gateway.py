@@ -159,12 +159,14 @@ class Gateway:
             input_policy=input_policy,
             result_policy=result_policy,
             work_dir=settings.data_dir / "work" / "fetch",
+            suspended_tasks=settings.suspended_tasks,
         )
         claimer = SqlClaimer(
             self.db,
             queues=settings.worker_queues or None,
             models=self.servable_models(),
             channels=list(self.providers),
+            skip_inactive_accounts=settings.suspended_tasks == "wait",
         )
         return Worker(
             db=self.db,
