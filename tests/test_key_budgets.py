@@ -6,13 +6,16 @@ charged in; a model outside the list is 403 before any charge."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import Connection, select, update
 
-from support import AcceptAll, Caller, make_caller
+from support import AcceptAll, Caller, GatewayProcess, make_caller
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import ApiKey, KeyBudgetSpend, VideoTask
@@ -255,3 +258,53 @@ async def test_a_model_outside_the_allow_list_is_403_naming_it_and_charges_nothi
     assert allowed.status_code == 200, allowed.text
     price = allowed.json()["data"]["credits_used"]
     assert await balance(gateway.db, caller.account_id) == 50 - price
+
+
+# -- over real HTTP: a key made by the CLI with a budget of 3 ---------------------------------
+
+
+def test_a_budget_of_three_over_http_refuses_the_fourth_and_a_refunded_failure_frees_one(
+    live_gateway: GatewayProcess,
+) -> None:
+    made = subprocess.run(
+        [
+            sys.executable, "-m", "vidgate", "keys", "create", "--title", "shop",
+            "--credits", "10", "--budget", "3", "--budget-period", "day",
+        ],
+        env=live_gateway.env, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    headers = {"Authorization": f"Bearer {made.stdout.strip().splitlines()[-1]}"}
+    base = live_gateway.base_url
+
+    def generate(prompt: str) -> httpx.Response:
+        body = {"model": "sample", "prompt": prompt}
+        return httpx.post(f"{base}/api/v1/videos/generate", headers=headers, json=body, timeout=10)
+
+    created = [generate(prompt) for prompt in ("a cat", "a dog", "[fail] a bird")]
+    assert [r.status_code for r in created] == [200, 200, 200], [r.text for r in created]
+    refused = generate("a fish")
+    assert refused.status_code == 402, refused.text
+    assert refused.json()["error"]["code"] == "budget_exceeded"
+    assert (
+        "spend 3 credits per day (UTC); it has spent 3 today" in refused.json()["error"]["message"]
+    )
+    assert (refused.headers["x-budget-limit"], refused.headers["x-budget-spent"]) == ("3", "3")
+    openai = httpx.post(
+        f"{base}/v1/videos", headers=headers, json={"model": "sora-2", "prompt": "x"}, timeout=10
+    )
+    assert openai.status_code == 402, openai.text
+    assert openai.json()["error"]["type"] == "insufficient_quota"
+    assert openai.json()["error"]["code"] == "budget_exceeded"
+
+    failed_id = created[2].json()["data"]["task_id"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        task = httpx.get(f"{base}/api/v1/videos/{failed_id}", headers=headers, timeout=5).json()
+        if task["data"]["status"] == "failed":
+            break
+        time.sleep(0.2)
+    assert task["data"]["credits_refunded"] == 1, task
+    assert generate("a fish").status_code == 200  # the refund gave its credit back
+    assert generate("a horse").status_code == 402
+    balances = httpx.get(f"{base}/api/v1/account/balances", headers=headers, timeout=5).json()
+    assert balances["data"]["credits"] == 10 - 4 + 1

@@ -18,6 +18,7 @@ from vidgate.db.models import ApiKey
 from vidgate.db.types import iso_ms, utcnow
 from vidgate.keys import service as keys
 from vidgate.keys.budget import BudgetPeriod
+from vidgate.keys.invalidation import Invalidation, Scope, announce
 
 AdminOption = Annotated[
     bool, typer.Option("--admin", help="An admin key: manages every account (/api/v1/admin)")
@@ -125,7 +126,7 @@ def keys_update(
     ] = None,
 ) -> None:
     """Change a key's role, budget, model list or expiry; what is not given stays as it is.
-    Every API process applies it within the principal cache TTL (1 s)."""
+    Every API process applies it at once with Redis, else within the principal cache TTL."""
     from vidgate.cli.admin import fail, load_settings, out, run_with_db
     from vidgate.providers.catalogue import Catalogue
 
@@ -164,8 +165,9 @@ def keys_update(
                 known_models=known,
             )
             await record_key_action(session, key, action="key.update", before=before)
-            # Each API process sees the change within its principal cache TTL.
-            return describe_controls(key)
+            described = describe_controls(key)
+        await announce(settings, Invalidation(Scope.KEY, key_id))  # API processes: at once
+        return described
 
     role, allowed, budget_text, expires = run_with_db(settings, work)
     out.print(
