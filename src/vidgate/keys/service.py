@@ -82,7 +82,8 @@ class KeyControls:
     budget_period: BudgetPeriod | None = None
 
 
-_DURATION = re.compile(r"^\s*(\d+)\s*([mhdw])\s*$")
+# At most 6 digits: a longer number is over the 100-year cap anyway, and could overflow.
+_DURATION = re.compile(r"^\s*(\d{1,6})\s*([mhdw])\s*$")
 _DURATION_UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 MAX_KEY_LIFETIME = timedelta(days=100 * 365)
 
