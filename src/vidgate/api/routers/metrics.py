@@ -30,7 +30,7 @@ async def metrics(request: Request, gateway: GatewayDep) -> Response:
     token = gateway.settings.metrics_token
     if token and not _authorized(request, token):
         raise Unauthorized("/metrics needs the metrics token: Authorization: Bearer <token>")
-    gauges = await scrape.read_gauges(gateway.db)
+    gauges = await scrape.read_gauges(gateway.db, queues=gateway.catalogue.queues)
     body = await asyncio.to_thread(
         scrape.render,
         gauges,
