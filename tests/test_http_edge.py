@@ -50,9 +50,10 @@ def assert_error(response: httpx.Response, status: int, code: str) -> str:
     return message
 
 
-async def test_healthz_and_readyz(client: httpx.AsyncClient) -> None:
+async def test_healthz_and_readyz(client: httpx.AsyncClient, gateway: Gateway) -> None:
+    backend = "sqlite" if gateway.settings.is_sqlite else "postgresql"
     assert assert_success(await client.get("/healthz")) == {"status": "ok"}
-    assert assert_success(await client.get("/readyz")) == {"status": "ready", "database": "sqlite"}
+    assert assert_success(await client.get("/readyz")) == {"status": "ready", "database": backend}
 
 
 @pytest.fixture
@@ -444,6 +445,8 @@ async def test_openapi_lists_every_endpoint_with_errors(client: httpx.AsyncClien
         ("/api/v1/webhooks/{webhook_id}/deliveries", "get"),
         ("/api/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", "post"),
         ("/api/v1/account/webhook-secret", "get"),
+        ("/api/v1/account/usage", "get"),
+        ("/api/v1/account/ledger", "get"),
         ("/v1/videos", "post"),
         ("/v1/videos", "get"),
         ("/v1/videos/{video_id}", "get"),

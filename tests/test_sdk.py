@@ -6,8 +6,6 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from support import GatewayProcess, decode_mp4, free_port
+from support import GatewayProcess, create_key_with_cli, decode_mp4, free_port
 from vidgate.client import (
     APIConnectionError,
     AsyncVidgateClient,
@@ -60,19 +58,8 @@ def assert_sample_video(path: Path) -> None:
 
 
 def admin_key(server: GatewayProcess, *, credits: int) -> str:
-    """A key on a new account, made with the admin CLI; the plaintext is the last stdout line."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIDGATE_")}
-    command = ["keys", "create", "--title", "poor", "--credits", str(credits)]
-    command += ["--data-dir", str(server.data_dir)]
-    done = subprocess.run(
-        [sys.executable, "-m", "vidgate", *command],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=True,
-    )
-    return done.stdout.strip().splitlines()[-1]
+    """A key on a new account of the server's database, made with the admin CLI."""
+    return create_key_with_cli(server.env, title="poor", credits=credits)
 
 
 # -- the happy path -----------------------------------------------------------------------
