@@ -189,6 +189,24 @@ async def test_path_parameter_validation_names_the_field(
         await client.delete("/api/v1/keys/abc", headers=caller.headers), 400, "invalid_request"
     )
     assert "key_id" in message
+    # An id past any database integer is a 400 naming it, not an overflow (a 500).
+    huge = "/api/v1/keys/53700936428113291640832"
+    for response in (
+        await client.delete(huge, headers=caller.headers),
+        await client.patch(huge, headers=caller.headers, json={"budget": 1}),
+    ):
+        assert "key_id" in assert_error(response, 400, "invalid_request")
+
+
+async def test_both_expiry_fields_are_refused_and_the_schema_says_so(
+    client: httpx.AsyncClient, caller: Caller
+) -> None:
+    body = {"title": "t", "expires_in": "1d", "expires_at": "2030-01-01T00:00:00Z"}
+    response = await client.post("/api/v1/keys", headers=caller.headers, json=body)
+    assert "not both" in assert_error(response, 400, "invalid_request")
+    schemas = (await client.get("/openapi.json")).json()["components"]["schemas"]
+    for name in ("CreateKeyRequest", "UpdateKeyRequest"):
+        assert schemas[name]["not"] == {"required": ["expires_in", "expires_at"]}
 
 
 async def test_validation_errors_name_the_field(client: httpx.AsyncClient, caller: Caller) -> None:

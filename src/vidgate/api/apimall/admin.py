@@ -36,7 +36,7 @@ from vidgate.api.apimall.admin_schemas import (
     key_info,
     task_item,
 )
-from vidgate.api.apimall.key_schemas import CreateKeyRequest
+from vidgate.api.apimall.key_schemas import CreateKeyRequest, KeyId
 from vidgate.api.apimall.webhook_schemas import MAX_ID
 from vidgate.api.deps import CurrentPrincipal, GatewayDep
 from vidgate.api.envelope import Envelope
@@ -50,7 +50,6 @@ from vidgate.tasks import repository
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 
 AccountId = Annotated[int, Path(ge=1, le=MAX_ID)]
-KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Page = Annotated[int, Query(ge=1, le=100_000)]
 Limit = Annotated[int, Query(ge=1, le=100)]
 ADMIN_ERRORS = responses(errors.Forbidden)

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AwareDatetime, BaseModel, Field
+from fastapi import Path
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from vidgate.api.apimall.webhook_schemas import MAX_ID
 from vidgate.api.text_patterns import NOT_BLANK
 from vidgate.db.models import ApiKey
 from vidgate.db.types import iso_ms
@@ -19,9 +21,13 @@ from vidgate.keys.budget import BudgetPeriod, period_end
 MAX_BUDGET = 10**15
 MAX_MODELS = 100
 
+# A key id in a path: past MAX_ID it is a 400, not an integer overflow in the database.
+KeyId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Role = Literal["user", "admin"]
 Period = Literal["day", "month", "total"]
 ModelList = list[str] | None
+# Stated in the schema, so a client (or a fuzzer) knows the two expiry fields exclude each other.
+ONE_EXPIRY = ConfigDict(json_schema_extra={"not": {"required": ["expires_in", "expires_at"]}})
 
 
 def _models_field() -> ModelList:
@@ -60,6 +66,7 @@ def _expires_at_field() -> AwareDatetime | None:
 
 
 class CreateKeyRequest(BaseModel):
+    model_config = ONE_EXPIRY
     # Not blank, as keys.create_key checks after stripping: stated, not validated, so the
     # refusal keeps its message.
     title: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": NOT_BLANK})
@@ -82,6 +89,8 @@ class CreateKeyRequest(BaseModel):
 
 class UpdateKeyRequest(BaseModel):
     """Only the fields given change; null clears a control."""
+
+    model_config = ONE_EXPIRY
 
     role: Role | None = Field(default=None, description="admin: only an admin key may set it")
     budget: int | None = _budget_field()

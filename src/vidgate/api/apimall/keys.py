@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from vidgate.api.apimall.key_schemas import (
     CreatedKey,
     CreateKeyRequest,
+    KeyId,
     KeyInfo,
     UpdateKeyRequest,
     controls_view,
@@ -87,7 +88,7 @@ async def create_key(
 
 @router.patch("/{key_id}", response_model=Envelope[KeyInfo], responses=responses())
 async def update_key(
-    key_id: int,
+    key_id: KeyId,
     body: UpdateKeyRequest,
     request: Request,
     principal: CurrentPrincipal,
@@ -131,7 +132,7 @@ async def list_keys(
 
 @router.delete("/{key_id}", response_model=Envelope[RevokedKey], responses=responses())
 async def revoke_key(
-    key_id: int, request: Request, principal: CurrentPrincipal, gateway: GatewayDep
+    key_id: KeyId, request: Request, principal: CurrentPrincipal, gateway: GatewayDep
 ) -> Envelope[RevokedKey]:
     async with gateway.db.write() as session:
         key = await keys.revoke_key(
