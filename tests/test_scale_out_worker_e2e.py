@@ -281,3 +281,24 @@ def test_retry_runs_a_task_a_dead_worker_holds(deployment: Deployment) -> None:
     finally:
         if rescuer is not None:
             assert rescuer.stop() == 0, rescuer.log()
+
+
+def test_with_pg_notify_false_the_worker_does_not_listen_and_finds_tasks_by_its_poll(
+    deployment: Deployment,
+) -> None:
+    worker = WorkerProcess(
+        deployment, "unnotified", VIDGATE_PG_NOTIFY="false", VIDGATE_WORKER_POLL_INTERVAL_S="1"
+    )
+    try:
+        task_id = deployment.create("found by the poll")
+        task = wait_for_task(deployment.api, task_id, timeout_s=30)
+        assert task["status"] == "completed"
+        assert "started (concurrency" in worker.log()
+        listening = deployment.query(
+            "SELECT count(*) FROM pg_stat_activity "
+            "WHERE application_name = 'vidgate-listen' AND datname = current_database()"
+        )
+        assert listening == [(0,)]
+        assert "listening for wake-ups" not in worker.log()
+    finally:
+        assert worker.stop() == 0, worker.log()

@@ -212,7 +212,9 @@ class Gateway:
             self.reaper = self._build_reaper()
             self.reaper.start()
         if self.settings.worker_enabled and self.listener is None:
-            self.listener = self.db.backend.listener(self._wakes())
+            # No channels (VIDGATE_PG_NOTIFY=false): the listener opens no connection.
+            wakes = self._wakes() if self.settings.pg_notify else {}
+            self.listener = self.db.backend.listener(wakes)
             self.listener.start()
 
     def _build_reaper(self) -> Reaper:

@@ -52,6 +52,11 @@ class Settings(BaseSettings):
 
     # HTTP edge
     max_body_bytes: int = 1024 * 1024
+    # Proxies (IPs or CIDRs; "*": any) whose X-Forwarded-For and X-Forwarded-Proto `serve`
+    # believes: the client address that failed authentications are limited by
+    forwarded_allow_ips: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"]
+    )
 
     # Per-key limits (a key's own settings override these)
     rate_limit_per_second: float = 20.0
@@ -78,6 +83,8 @@ class Settings(BaseSettings):
     worker_enabled: bool = True
     worker_concurrency: int = 4
     worker_poll_interval_s: float = 0.5
+    # PostgreSQL: the task and webhook loops LISTEN for NOTIFY wake-ups; false: they poll alone
+    pg_notify: bool = True
     worker_lease_s: float = 30.0
     provider_poll_interval_s: float = 1.0
     # Worker pools: the queues (and, optionally, models) this process's worker claims from;
@@ -129,6 +136,7 @@ class Settings(BaseSettings):
 
     _split = field_validator(
         "allowed_hosts",
+        "forwarded_allow_ips",
         "fetch_allowed_private_networks",
         "worker_queues",
         "worker_models",
@@ -141,6 +149,20 @@ class Settings(BaseSettings):
     def _check_delays(cls, value: list[float]) -> list[float]:
         if not value or any(delay < 0 for delay in value):
             raise ValueError("give one or more delays in seconds, none negative")
+        return value
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        # uvicorn would take a misspelt address as a literal that never matches: refuse it.
+        if "*" in value and len(value) > 1:
+            raise ValueError("* (any proxy) stands alone")
+        for proxy in value:
+            if proxy != "*":
+                try:
+                    ipaddress.ip_network(proxy, strict=False)
+                except ValueError:
+                    raise ValueError(f"{proxy!r} is not an IP address or network, nor *") from None
         return value
 
     @field_validator("fetch_allowed_private_networks")
