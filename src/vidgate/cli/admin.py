@@ -255,6 +255,7 @@ def serve(
         host=host,
         port=port,
         log_level=settings.log_level.lower(),
+        forwarded_allow_ips=settings.forwarded_allow_ips,
         # JSON logs: uvicorn's loggers keep the handler configure_logging gave them.
         log_config=None if settings.log_format == "json" else LOGGING_CONFIG,
     )
