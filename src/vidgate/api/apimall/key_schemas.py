@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
 
 from vidgate.api.apimall.webhook_schemas import MAX_ID
 from vidgate.api.text_patterns import NOT_BLANK
@@ -27,7 +27,12 @@ Role = Literal["user", "admin"]
 Period = Literal["day", "month", "total"]
 ModelList = list[str] | None
 # Stated in the schema, so a client (or a fuzzer) knows the two expiry fields exclude each other.
-ONE_EXPIRY = ConfigDict(json_schema_extra={"not": {"required": ["expires_in", "expires_at"]}})
+# (Both null is fine: it sets no expiry, or clears it.)
+BOTH_EXPIRIES = {
+    "required": ["expires_in", "expires_at"],
+    "properties": {"expires_in": {"type": "string"}, "expires_at": {"type": "string"}},
+}
+ONE_EXPIRY = ConfigDict(json_schema_extra={"not": BOTH_EXPIRIES})
 
 
 def _models_field() -> ModelList:
@@ -37,6 +42,16 @@ def _models_field() -> ModelList:
         description="The models this key may create tasks on; null: every model",
         examples=[["sample", "sora2"]],
     )
+
+
+def _not_a_boolean(value: object) -> object:
+    # pydantic reads true as 1 in lax mode; a budget of `true` credits is a mistake, not 1.
+    if isinstance(value, bool):
+        raise ValueError("must be a number of credits, not true or false")
+    return value
+
+
+Credits = Annotated[int, BeforeValidator(_not_a_boolean)]
 
 
 def _budget_field() -> int | None:
@@ -71,7 +86,7 @@ class CreateKeyRequest(BaseModel):
     # refusal keeps its message.
     title: str = Field(min_length=1, max_length=200, json_schema_extra={"pattern": NOT_BLANK})
     role: Role = Field(default="user", description="admin: only an admin key may make one")
-    budget: int | None = _budget_field()
+    budget: Credits | None = _budget_field()
     budget_period: Period | None = _period_field()
     models: ModelList = _models_field()
     expires_in: str | None = _expires_in_field()
@@ -93,7 +108,7 @@ class UpdateKeyRequest(BaseModel):
     model_config = ONE_EXPIRY
 
     role: Role | None = Field(default=None, description="admin: only an admin key may set it")
-    budget: int | None = _budget_field()
+    budget: Credits | None = _budget_field()
     budget_period: Period | None = _period_field()
     models: ModelList = _models_field()
     expires_in: str | None = _expires_in_field()
