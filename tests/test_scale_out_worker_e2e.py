@@ -219,6 +219,11 @@ def test_sigterm_hands_a_running_task_to_another_worker_and_fail_refunds_once(
             "SELECT count(*) FROM credit_ledger WHERE task_id = %s AND kind = 'refund'", task_id
         )
         assert refunds == [(1,)]
+        # One audit row: the refused runs changed nothing, so they left none.
+        audited = deployment.query(
+            "SELECT actor, action, reason FROM audit_log WHERE target_id = %s", task_id
+        )
+        assert audited == [("cli", "task.fail", "failed by the operator")]
         # The ending took the lease too: the second worker's later writes are fenced off.
         assert deployment.task(task_id)["lease_owner"] is None
     finally:
@@ -278,6 +283,10 @@ def test_retry_runs_a_task_a_dead_worker_holds(deployment: Deployment) -> None:
         ended = deployment.cli("tasks", "retry", task_id)
         assert ended.returncode == 1
         assert "has already ended (completed); create a new task to run it again" in ended.stderr
+        audited = deployment.query(
+            "SELECT actor, action FROM audit_log WHERE target_id = %s", task_id
+        )
+        assert audited == [("cli", "task.retry")]
     finally:
         if rescuer is not None:
             assert rescuer.stop() == 0, rescuer.log()

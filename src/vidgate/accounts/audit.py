@@ -6,10 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Connection, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from vidgate.db.models import AuditEntry
+from vidgate.db.types import utcnow
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +54,35 @@ async def record(
     session.add(entry)
     await session.flush()
     return entry
+
+
+def record_on(
+    conn: Connection,
+    *,
+    actor: Actor,
+    action: str,
+    target_type: str,
+    target_id: int | str,
+    account_id: int | None,
+    before: dict[str, Any] | None,
+    after: dict[str, Any] | None,
+    reason: str | None = None,
+) -> None:
+    """record() for actions that run as Core on a connection (the task remedies)."""
+    conn.execute(
+        insert(AuditEntry).values(
+            actor_key_id=actor.key_id,
+            actor=actor.name,
+            action=action,
+            target_type=target_type,
+            target_id=str(target_id),
+            account_id=account_id,
+            before=before,
+            after=after,
+            reason=reason,
+            at=utcnow(),
+        )
+    )
 
 
 async def list_entries(

@@ -11,6 +11,8 @@
   or a worker finishing meanwhile, changes nothing; the ledger's unique refund per task makes
   a second refund impossible anyway. A worker still running it loses its fence: its later
   writes are refused and a local render stops at its next progress report.
+
+Each remedy that changes a task leaves one audit_log row (actor cli) in its transaction.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
+from vidgate.accounts import audit
 from vidgate.billing import service as billing
 from vidgate.billing.service import LedgerEntryRow
 from vidgate.db.backend import notify_queue
@@ -57,6 +60,37 @@ def _ended(task: TaskRecord, remedy: str) -> TaskAlreadyEnded:
     return TaskAlreadyEnded(f"task {task.id} has already ended ({task.status}); {remedy}")
 
 
+def _state_of(task: TaskRecord) -> dict[str, object]:
+    return {
+        "status": task.status,
+        "lease_owner": task.lease_owner,
+        "credits_refunded": task.credits_refunded,
+    }
+
+
+def _audit(
+    conn: Connection,
+    action: str,
+    task: TaskRecord,
+    *,
+    before: dict[str, object],
+    after: dict[str, object],
+    reason: str | None = None,
+) -> None:
+    # The remedies are operator actions: audited like the accounts CLI's, in their transaction.
+    audit.record_on(
+        conn,
+        actor=audit.CLI,
+        action=action,
+        target_type="task",
+        target_id=task.id,
+        account_id=task.account_id,
+        before=before,
+        after=after,
+        reason=reason,
+    )
+
+
 async def details(db: Database, task_id: str) -> TaskDetails:
     def work(conn: Connection) -> TaskDetails:
         task = _existing(conn, task_id)
@@ -78,6 +112,9 @@ async def retry(db: Database, task_id: str) -> Retried:
         if row is None:
             raise _ended(_existing(conn, task_id), "create a new task to run it again")
         notify_queue(conn, row.queue)  # an idle worker of its queue takes it at once
+        _audit(
+            conn, "task.retry", task, before=_state_of(task), after={"run_after": now.isoformat()}
+        )
         return Retried(task_id=task_id, queue=row.queue, cleared_lease_of=task.lease_owner)
 
     return await db.backend.run_write(work)
@@ -88,12 +125,21 @@ async def fail(db: Database, task_id: str, *, reason: str | None = None) -> Task
     now = utcnow()
 
     def work(conn: Connection) -> TaskRecord:
-        _existing(conn, task_id)  # NotFound for an unknown id
+        before = _existing(conn, task_id)  # NotFound for an unknown id
         message = reason.strip() if reason and reason.strip() else OPERATOR_FAILURE
         code = TaskErrorCode.FAILED_BY_OPERATOR
         if not transitions.failed(conn, task_id, at=now, code=code, message=message):
             # Read again: a concurrent ending may have won since the first read.
             raise _ended(_existing(conn, task_id), "nothing was changed")
-        return _existing(conn, task_id)
+        after = _existing(conn, task_id)
+        _audit(
+            conn,
+            "task.fail",
+            before,
+            before=_state_of(before),
+            after=_state_of(after),
+            reason=message,
+        )
+        return after
 
     return await db.backend.run_write(work)

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, JsonValue
 
 from vidgate.api.apimall.webhook_schemas import MAX_ID
 from vidgate.api.text_patterns import NOT_BLANK
@@ -28,7 +28,7 @@ Period = Literal["day", "month", "total"]
 ModelList = list[str] | None
 # Stated in the schema, so a client (or a fuzzer) knows the two expiry fields exclude each other.
 # (Both null is fine: it sets no expiry, or clears it.)
-BOTH_EXPIRIES = {
+BOTH_EXPIRIES: dict[str, JsonValue] = {
     "required": ["expires_in", "expires_at"],
     "properties": {"expires_in": {"type": "string"}, "expires_at": {"type": "string"}},
 }
