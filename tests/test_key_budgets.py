@@ -17,6 +17,7 @@ from sqlalchemy import Connection, select, update
 
 from support import AcceptAll, Caller, GatewayProcess, make_caller
 from vidgate.billing import service as billing
+from vidgate.client import BudgetExceededError, InsufficientCreditsError, VidgateClient
 from vidgate.db.engine import Database
 from vidgate.db.models import ApiKey, KeyBudgetSpend, VideoTask
 from vidgate.db.types import utcnow
@@ -305,6 +306,15 @@ def test_a_budget_of_three_over_http_refuses_the_fourth_and_a_refunded_failure_f
         time.sleep(0.2)
     assert task["data"]["credits_refunded"] == 1, task
     assert generate("a fish").status_code == 200  # the refund gave its credit back
-    assert generate("a horse").status_code == 402
+    # The SDK tells a spent budget from an empty balance, with the figures.
+    client = VidgateClient(base_url=base, api_key=headers["Authorization"][7:])
+    with client, pytest.raises(BudgetExceededError) as spent:
+        client.videos.generate(model="sample", prompt="a horse")
+    assert isinstance(spent.value, InsufficientCreditsError)  # old handlers still catch it
+    assert (spent.value.budget, spent.value.spent, spent.value.period) == (3, 3, "day")
+    tomorrow = datetime.now(UTC).date() + timedelta(days=1)
+    assert spent.value.resets_at == datetime(
+        tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=UTC
+    )
     balances = httpx.get(f"{base}/api/v1/account/balances", headers=headers, timeout=5).json()
     assert balances["data"]["credits"] == 10 - 4 + 1

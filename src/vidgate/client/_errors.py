@@ -89,6 +89,38 @@ class InsufficientCreditsError(APIStatusError):
     """402: the balance is below the task's price."""
 
 
+class BudgetExceededError(InsufficientCreditsError):
+    """402 `budget_exceeded`: the task would pass the key's spend budget for its period (the
+    balance may be fine). `budget`, `spent`, `period` and `resets_at` come from the answer's
+    X-Budget-* headers (None when absent; `resets_at` is None for a `total` budget)."""
+
+    @property
+    def budget(self) -> int | None:
+        return _int_header(self.headers, "x-budget-limit")
+
+    @property
+    def spent(self) -> int | None:
+        return _int_header(self.headers, "x-budget-spent")
+
+    @property
+    def period(self) -> str | None:
+        value: str | None = self.headers.get("x-budget-period")
+        return value
+
+    @property
+    def resets_at(self) -> datetime | None:
+        value = self.headers.get("x-budget-reset")
+        try:
+            return datetime.fromisoformat(value) if value else None
+        except ValueError:
+            return None
+
+
+def _int_header(headers: httpx.Headers, name: str) -> int | None:
+    value = headers.get(name)
+    return int(value) if value is not None and value.isdigit() else None
+
+
 class PermissionDeniedError(APIStatusError):
     """403: forbidden (also an invalid or expired signed file link)."""
 
@@ -204,6 +236,8 @@ def status_error(response: httpx.Response) -> APIStatusError:
     code, message, request_id = error_body(response)
     status = response.status_code
     cls = _BY_STATUS.get(status) or (InternalServerError if status >= 500 else APIStatusError)
+    if code == "budget_exceeded":
+        cls = BudgetExceededError
     if message is None:
         try:
             text = response.text.strip()
