@@ -28,32 +28,9 @@ class Actor:
 CLI = Actor(name="cli")
 
 
-async def record(
-    session: AsyncSession,
-    *,
-    actor: Actor,
-    action: str,
-    target_type: str,
-    target_id: int | str,
-    account_id: int | None,
-    before: dict[str, Any] | None,
-    after: dict[str, Any] | None,
-    reason: str | None = None,
-) -> AuditEntry:
-    entry = AuditEntry(
-        actor_key_id=actor.key_id,
-        actor=actor.name,
-        action=action,
-        target_type=target_type,
-        target_id=str(target_id),
-        account_id=account_id,
-        before=before,
-        after=after,
-        reason=reason,
-    )
-    session.add(entry)
-    await session.flush()
-    return entry
+async def record(session: AsyncSession, **entry: Any) -> None:
+    """record_on (same keywords) in an AsyncSession's transaction."""
+    await session.run_sync(lambda sync: record_on(sync.connection(), **entry))
 
 
 def record_on(
@@ -68,7 +45,7 @@ def record_on(
     after: dict[str, Any] | None,
     reason: str | None = None,
 ) -> None:
-    """record() for actions that run as Core on a connection (the task remedies)."""
+    """Append one entry in the caller's transaction."""
     conn.execute(
         insert(AuditEntry).values(
             actor_key_id=actor.key_id,

@@ -7,6 +7,7 @@ TTL in the others."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -117,6 +118,26 @@ async def get_account(
     )
 
 
+StatusChange = Callable[..., Awaitable[object]]
+
+
+async def _change_status(
+    change: StatusChange,
+    account_id: int,
+    request: Request,
+    actor: Actor,
+    gateway: GatewayDep,
+    body: StatusChangeRequest | None,
+) -> Envelope[AccountView]:
+    async with gateway.db.write() as session:
+        await change(
+            session, account_id=account_id, actor=actor, reason=body.reason if body else None
+        )
+    gateway.principals.invalidate_account(account_id)
+    data = await _account_view(gateway, account_id)
+    return Envelope(data=data, request_id=request_id_of(request))
+
+
 @router.post(
     "/accounts/{account_id}/approve", response_model=Envelope[AccountView], responses=ADMIN_ERRORS
 )
@@ -128,13 +149,7 @@ async def approve_account(
     body: StatusChangeRequest | None = None,
 ) -> Envelope[AccountView]:
     """Let the account's keys in (pending or suspended -> active)."""
-    async with gateway.db.write() as session:
-        await accounts.approve(
-            session, account_id=account_id, actor=actor, reason=body.reason if body else None
-        )
-    gateway.principals.invalidate_account(account_id)
-    data = await _account_view(gateway, account_id)
-    return Envelope(data=data, request_id=request_id_of(request))
+    return await _change_status(accounts.approve, account_id, request, actor, gateway, body)
 
 
 @router.post(
@@ -148,13 +163,7 @@ async def suspend_account(
     body: StatusChangeRequest | None = None,
 ) -> Envelope[AccountView]:
     """Shut the account's keys out (403 "account suspended"); its balance and tasks stay."""
-    async with gateway.db.write() as session:
-        await accounts.suspend(
-            session, account_id=account_id, actor=actor, reason=body.reason if body else None
-        )
-    gateway.principals.invalidate_account(account_id)
-    data = await _account_view(gateway, account_id)
-    return Envelope(data=data, request_id=request_id_of(request))
+    return await _change_status(accounts.suspend, account_id, request, actor, gateway, body)
 
 
 # -- credits ---------------------------------------------------------------------------------
