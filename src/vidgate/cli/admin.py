@@ -119,12 +119,26 @@ def run_with_db(settings: Settings, work: Callable[[Database], Awaitable[T]]) ->
 
 def prepare_schema(settings: Settings) -> None:
     """Embedded SQLite migrates itself; a shared database is migrated on purpose, by an
-    operator running `vidgate migrate`, so processes refuse to start on an old schema."""
+    operator running `vidgate migrate`, so processes refuse to start on an old schema; and
+    none starts on a schema that a newer release migrated (in a rolling upgrade: an old
+    process restarted after the migration)."""
     with database_errors(settings):
+        state = migrations.schema_state(settings.resolved_database_url)
+        refuse_newer_schema(state)
         if settings.is_sqlite:
             migrations.upgrade(settings.resolved_database_url)
-        elif migrations.pending_revisions(settings.resolved_database_url):
+        elif state.behind:
             raise fail("the database schema is not up to date: run `vidgate migrate` first")
+
+
+def refuse_newer_schema(state: migrations.SchemaState) -> None:
+    if state.newer:
+        from importlib.metadata import version
+
+        raise fail(
+            f"the database schema (revision {', '.join(state.newer)}) is newer than this "
+            f"vidgate {version('vidgate')}: run the release that migrated it, or a later one"
+        )
 
 
 def listen(host: str, port: int) -> socket.socket:
@@ -347,6 +361,7 @@ def migrate(data_dir: DataDirOption = None) -> None:
     """Apply database migrations up to the latest."""
     settings = load_settings(data_dir)
     with database_errors(settings):
+        refuse_newer_schema(migrations.schema_state(settings.resolved_database_url))
         migrations.upgrade(settings.resolved_database_url)
     out.print("database is up to date")
 

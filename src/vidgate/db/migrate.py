@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
@@ -33,14 +34,24 @@ def downgrade(database_url: str, revision: str) -> None:
     command.downgrade(alembic_config(database_url), revision)
 
 
-def pending_revisions(database_url: str) -> bool:
-    """True when the database is behind the code's migrations (or not migrated at all)."""
+@dataclass(frozen=True)
+class SchemaState:
+    """Where the database's schema stands against this code's migrations."""
+
+    behind: bool  # not migrated, or migrated by an older release: `vidgate migrate` applies
+    newer: tuple[str, ...]  # revisions this code does not know: a newer release migrated it
+
+
+def schema_state(database_url: str) -> SchemaState:
     config = alembic_config(database_url)
-    heads = set(ScriptDirectory.from_config(config).get_heads())
+    script = ScriptDirectory.from_config(config)
+    known = {revision.revision for revision in script.walk_revisions()}
     engine = create_engine(sync_url(database_url), poolclass=pool.NullPool)
     try:
         with engine.connect() as connection:
             current = set(MigrationContext.configure(connection).get_current_heads())
     finally:
         engine.dispose()
-    return current != heads
+    newer = tuple(sorted(current - known))
+    return SchemaState(behind=not newer and current != set(script.get_heads()), newer=newer)
+
