@@ -107,8 +107,8 @@ class Worker:
         loop = asyncio.get_running_loop()
         while not self._stopping:
             claimed: list[str] = []
+            free = self.concurrency - len(self._active)
             try:
-                free = self.concurrency - len(self._active)
                 claimed = await self.claimer.claim(
                     owner=self.owner, limit=free, lease_s=self.lease_s
                 )
@@ -119,8 +119,10 @@ class Worker:
                     await self._sweep_overdue()
             except Exception:
                 logger.exception("worker loop error; continuing")
-            if claimed and len(self._active) < self.concurrency:
-                continue  # there may be more due work
+            if len(claimed) == free and len(self._active) < self.concurrency:
+                continue  # a full batch, and slots freed meanwhile: there may be more due
+            # A smaller batch took every task due then; whatever becomes due later sets the
+            # wake (a notification, a step's timer, a slot freed while all were busy).
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval_s)
             self._wake.clear()
@@ -138,8 +140,10 @@ class Worker:
         except Exception:
             logger.exception("task %s: runner crashed", task_id)
         finally:
+            full = len(self._active) >= self.concurrency
             self._active.pop(task_id, None)
-            self._wake.set()  # a slot is free
+            if full:  # the loop skipped claiming for want of a slot: one is free now
+                self._wake.set()
 
     def _task_ended(self) -> None:
         if self.on_task_ended is not None:
