@@ -134,13 +134,18 @@ def percentile(sorted_values: list[float], fraction: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    url = urlsplit(args.url)
-    host, port = url.hostname or "127.0.0.1", url.port or 80
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        raise SystemExit("loadgen only targets loopback addresses")
-    target = url.path + (f"?{url.query}" if url.query else "")
-    body = args.body.encode() if args.body is not None else None
-    request = build_request(args.method, host, port, target, args.header, body)
+    # Several --url (the same path on several servers): the connections are spread over them.
+    targets = []
+    for raw in args.url:
+        url = urlsplit(raw)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        if host not in ("127.0.0.1", "localhost", "::1"):
+            raise SystemExit("loadgen only targets loopback addresses")
+        target = url.path + (f"?{url.query}" if url.query else "")
+        body = args.body.encode() if args.body is not None else None
+        targets.append(
+            (host, port, build_request(args.method, host, port, target, args.header, body))
+        )
     counters = Counters()
     begin = time.perf_counter()
     measure_from = begin + args.warmup
@@ -148,15 +153,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.gather(
         *(
             connection_loop(
-                host,
-                port,
-                request,
+                *targets[index % len(targets)],
                 counters,
                 measure_from=measure_from,
                 stop_at=stop_at,
                 max_requests=args.max_requests,
             )
-            for _ in range(args.concurrency)
+            for index in range(args.concurrency)
         )
     )
     # The window closes at stop_at, or earlier if the request budget ran out first.
@@ -165,7 +168,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     latencies = sorted(counters.latencies_s)
     ok = sum(n for status, n in counters.statuses.items() if 200 <= status < 300)
     return {
-        "url": args.url,
+        "url": " ".join(args.url),
         "method": args.method,
         "concurrency": args.concurrency,
         "warmup_s": args.warmup,
@@ -187,7 +190,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Closed-loop HTTP/1.1 load generator.")
-    parser.add_argument("--url", required=True)
+    parser.add_argument("--url", action="append", required=True, help="repeat: spread over each")
     parser.add_argument("--method", default="GET")
     parser.add_argument("--header", action="append", default=[], help="'Name: value'")
     parser.add_argument("--body", default=None, help="request body (sent as is)")
