@@ -26,6 +26,11 @@ from psycopg import sql
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.keys import service as keys
+from vidgate.keys.service import Principal
+from vidgate.providers.catalogue import Catalogue
+from vidgate.tasks import service
+from vidgate.tasks.commands import CreateTask
+from vidgate.tasks.service import CreateOutcome
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,34 @@ async def make_caller(db: Database, *, credits: int = 100, title: str = "test") 
         account = await billing.create_account(session, name=title, credits=credits)
         key, plaintext = await keys.create_key(session, account_id=account.id, title=title)
     return Caller(account_id=account.id, key_id=key.id, api_key=plaintext)
+
+
+async def create_task_as(
+    caller: Caller,
+    db: Database,
+    *,
+    catalogue: Catalogue,
+    model: str,
+    prompt: str,
+    idempotency_key: str | None = None,
+) -> CreateOutcome:
+    """A task created through the task service itself (no HTTP, every model routable), for
+    tests of what happens to it afterwards."""
+    return await service.create_task(
+        db,
+        principal=Principal(
+            key_id=caller.key_id,
+            account_id=caller.account_id,
+            rate_limit_per_second=None,
+            max_concurrent_jobs=None,
+        ),
+        command=CreateTask(surface="apimall", model=model, prompt=prompt),
+        request_id="req_test",
+        idempotency_key=idempotency_key,
+        catalogue=catalogue,
+        routing=AcceptAll(),
+        default_max_concurrent_jobs=1000,
+    )
 
 
 class AcceptAll:

@@ -18,13 +18,18 @@ import httpx
 import pytest
 from sqlalchemy import Connection, update
 
-from support import AcceptAll, Caller, GatewayProcess, create_key_with_cli, make_caller
+from support import (
+    Caller,
+    GatewayProcess,
+    create_key_with_cli,
+    create_task_as,
+    make_caller,
+)
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import VideoTask
 from vidgate.db.types import utcnow
 from vidgate.errors import NotFound, TaskAlreadyEnded
-from vidgate.keys.service import Principal
 from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import JobState, JobStatus, Provider, TechnicalError
 from vidgate.providers.catalogue import Catalogue
@@ -32,8 +37,7 @@ from vidgate.providers.memory import InMemoryProvider
 from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
 from vidgate.storage.factory import build_file_store
-from vidgate.tasks import cancel, repository, service, transitions
-from vidgate.tasks.commands import CreateTask
+from vidgate.tasks import cancel, repository, transitions
 from vidgate.tasks.repository import TaskRecord
 from vidgate.worker.claim import SqlClaimer
 from vidgate.worker.runner import TaskRunner
@@ -80,20 +84,12 @@ class Setup:
     tmp: Path
 
     async def create(self, model: str = "refunding") -> str:
-        outcome = await service.create_task(
+        outcome = await create_task_as(
+            self.caller,
             self.db,
-            principal=Principal(
-                key_id=self.caller.key_id,
-                account_id=self.caller.account_id,
-                rate_limit_per_second=None,
-                max_concurrent_jobs=None,
-            ),
-            command=CreateTask(surface="apimall", model=model, prompt="a heron"),
-            request_id="req_test",
-            idempotency_key=None,
             catalogue=CATALOGUE,
-            routing=AcceptAll(),
-            default_max_concurrent_jobs=1000,
+            model=model,
+            prompt="a heron",
         )
         return outcome.task.id
 

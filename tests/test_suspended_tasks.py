@@ -10,11 +10,10 @@ from typing import Literal
 
 from sqlalchemy import select, update
 
-from support import AcceptAll, Caller, make_caller
+from support import Caller, create_task_as, make_caller
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import Account, ApiKey
-from vidgate.keys.service import Principal
 from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import JobState, JobStatus
 from vidgate.providers.catalogue import Catalogue
@@ -22,8 +21,7 @@ from vidgate.providers.memory import InMemoryProvider
 from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
 from vidgate.storage.factory import build_file_store
-from vidgate.tasks import repository, service
-from vidgate.tasks.commands import CreateTask
+from vidgate.tasks import repository
 from vidgate.tasks.repository import TaskRecord
 from vidgate.worker.claim import SqlClaimer
 from vidgate.worker.runner import TaskRunner
@@ -69,20 +67,12 @@ class Setup:
         )
 
     async def create(self) -> str:
-        outcome = await service.create_task(
+        outcome = await create_task_as(
+            self.caller,
             self.db,
-            principal=Principal(
-                key_id=self.caller.key_id,
-                account_id=self.caller.account_id,
-                rate_limit_per_second=None,
-                max_concurrent_jobs=None,
-            ),
-            command=CreateTask(surface="apimall", model=MODEL, prompt="a cat"),
-            request_id="req_test",
-            idempotency_key=None,
             catalogue=CATALOGUE,
-            routing=AcceptAll(),
-            default_max_concurrent_jobs=100,
+            model=MODEL,
+            prompt="a cat",
         )
         return outcome.task.id
 

@@ -16,12 +16,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, update
 
-from support import AcceptAll, Caller, make_caller, static_http_server
+from support import Caller, create_task_as, make_caller, static_http_server
 from vidgate.billing import service as billing
 from vidgate.db.engine import Database
 from vidgate.db.models import VideoTask
 from vidgate.db.types import utcnow
-from vidgate.keys.service import Principal
 from vidgate.net.fetch import FetchPolicy
 from vidgate.providers.base import (
     JobLost,
@@ -37,8 +36,7 @@ from vidgate.providers.registry import ProviderRegistry
 from vidgate.settings import Settings
 from vidgate.storage.base import FileStore
 from vidgate.storage.factory import build_file_store
-from vidgate.tasks import repository, service, transitions
-from vidgate.tasks.commands import CreateTask
+from vidgate.tasks import repository, transitions
 from vidgate.tasks.repository import TaskRecord
 from vidgate.tasks.states import TaskErrorCode
 from vidgate.worker.claim import SqlClaimer
@@ -91,20 +89,12 @@ class Harness:
         )
 
     async def create(self, prompt: str = "a cat") -> str:
-        outcome = await service.create_task(
+        outcome = await create_task_as(
+            self.caller,
             self.db,
-            principal=Principal(
-                key_id=self.caller.key_id,
-                account_id=self.caller.account_id,
-                rate_limit_per_second=None,
-                max_concurrent_jobs=None,
-            ),
-            command=CreateTask(surface="apimall", model="m", prompt=prompt),
-            request_id="req_test",
-            idempotency_key=None,
             catalogue=self.catalogue,
-            routing=AcceptAll(),
-            default_max_concurrent_jobs=1000,
+            model="m",
+            prompt=prompt,
         )
         return outcome.task.id
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Connection, select, update
 
-from support import AcceptAll, Caller, make_caller
+from support import AcceptAll, Caller, create_task_as, make_caller
 from vidgate.db.engine import Database
 from vidgate.db.models import IdempotencyRecord, VideoTask
 from vidgate.db.types import utcnow
@@ -53,20 +53,13 @@ class Setup:
     ) -> str:
         """A completed task, its MP4 and a thumbnail stored, ended `ago`; `key_expired`: its
         Idempotency-Key expired 24 h after."""
-        outcome = await service.create_task(
+        outcome = await create_task_as(
+            self.caller,
             self.db,
-            principal=Principal(
-                key_id=self.caller.key_id,
-                account_id=self.caller.account_id,
-                rate_limit_per_second=None,
-                max_concurrent_jobs=None,
-            ),
-            command=CreateTask(surface="apimall", model="m", prompt=f"kept? {key}"),
-            request_id="req_test",
-            idempotency_key=key,
             catalogue=CATALOGUE,
-            routing=AcceptAll(),
-            default_max_concurrent_jobs=1000,
+            model="m",
+            prompt=f"kept? {key}",
+            idempotency_key=key,
         )
         task_id = outcome.task.id
         await self.db.backend.run_write(
