@@ -239,7 +239,11 @@ def test_one_source_of_the_key_exactly(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ('kind = "diffusers"', 'kind: unknown kind "diffusers" (known: apimall, openai)'),
+        (
+            'kind = "comfyui"',
+            'kind: unknown kind "comfyui" (known: apimall, openai, diffusers)',
+        ),
+        ('kind = "diffusers"', "base_url: unknown key (allowed: kind, pipeline, path,"),
         ("base_url = 42", "base_url: must be a string (got 42)"),
         ('base_url = "ftp://api.example.com"', "base_url: must be an http:// or https:// URL"),
         ('base_url = "https://"', "base_url: must be an http:// or https:// URL with a host"),

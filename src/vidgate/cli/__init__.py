@@ -7,7 +7,7 @@ import sys
 
 import typer
 
-from vidgate.cli import admin, client, providers, usage
+from vidgate.cli import admin, client, models, providers, usage
 
 app = typer.Typer(
     name="vidgate",
@@ -19,6 +19,7 @@ app = typer.Typer(
 admin.register(app)
 client.register(app)
 providers.register(app)
+models.register(app)
 usage.register(app)
 
 

@@ -23,8 +23,9 @@ from vidgate.toml_files import (
     load_toml,
 )
 
-# Kinds of upstream the gateway can talk to (diffusers, a local model, comes later).
-KINDS = ("apimall", "openai")
+# Kinds of upstream the gateway can talk to; diffusers runs a local model in the worker.
+KINDS = ("apimall", "openai", "diffusers")
+LOCAL_KINDS = frozenset({"diffusers"})
 BUILTIN_NAMES = frozenset({"sample"})  # built-in providers; the file cannot redefine them
 PROVIDER_KEYS = (
     "kind",
@@ -37,6 +38,18 @@ PROVIDER_KEYS = (
     "max_poll_interval_s",
     "max_concurrent",
     "options",
+)
+# A local model's table: where its weights are and how to run them, no endpoint or key.
+# Its settings reach the provider as `options`; a relative path is next to the providers file.
+LOCAL_PROVIDER_KEYS = (
+    "kind",
+    "pipeline",
+    "path",
+    "device",
+    "dtype",
+    "fps",
+    "max_sequence_length",
+    "max_concurrent",
 )
 # Below this a timeout or poll interval is a typo, not a setting.
 _SMALLEST_SECONDS = 0.01
@@ -93,8 +106,10 @@ class _Reader(SecretReader):
         table = self.table(entry, where)
         if "api_key" in table:  # before the unknown-key check, which would only list keys
             self.fail(f"{where}.api_key", NO_SECRETS)
-        self.keys(table, PROVIDER_KEYS, where)
         kind = self.kind(table.get("kind"), f"{where}.kind")
+        if kind in LOCAL_KINDS:
+            return self.local_provider(name, kind, table, where)
+        self.keys(table, PROVIDER_KEYS, where)
         base_url = self.base_url(table.get("base_url"), f"{where}.base_url")
         api_key = self.api_key(table, where)
         poll_interval_s = self.seconds(table, "poll_interval_s", where)
@@ -120,6 +135,24 @@ class _Reader(SecretReader):
             if "max_concurrent" not in table
             else self.integer(table["max_concurrent"], f"{where}.max_concurrent", minimum=1),
             options=self.options(table.get("options", {}), f"{where}.options"),
+        )
+
+    def local_provider(
+        self, name: str, kind: str, table: Mapping[str, Any], where: str
+    ) -> ProviderConfig:
+        self.keys(table, LOCAL_PROVIDER_KEYS, where)
+        if "path" not in table:
+            self.fail(f"{where}.path", "missing: the folder of the pipeline's weights")
+        options = {k: v for k, v in table.items() if k not in ("kind", "max_concurrent")}
+        options["path"] = str(self.base_dir / self.text(table["path"], f"{where}.path"))
+        return ProviderConfig(
+            name=name,
+            kind=kind,
+            base_url="",
+            max_concurrent=None
+            if "max_concurrent" not in table
+            else self.integer(table["max_concurrent"], f"{where}.max_concurrent", minimum=1),
+            options=options,
         )
 
     def kind(self, value: object, where: str) -> str:

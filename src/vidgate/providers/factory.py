@@ -25,6 +25,7 @@ logger = logging.getLogger("vidgate.providers")
 PROVIDER_CLASSES = {
     "apimall": "vidgate.providers.apimall:ApiMallProvider",
     "openai": "vidgate.providers.openai_videos:OpenAIVideosProvider",
+    "diffusers": "vidgate.providers.diffusers_local:DiffusersProvider",
 }
 
 

@@ -84,6 +84,8 @@ class TaskErrorCode(StrEnum):
     ACCOUNT_SUSPENDED = "account_suspended"  # not started: its account is not active
     FAILED_BY_OPERATOR = "failed_by_operator"  # ended by `vidgate tasks fail`
     INTERNAL_ERROR = "internal_error"
+    MODEL_UNAVAILABLE = "model_unavailable"  # a local model's weights could not be loaded
+    OUT_OF_MEMORY = "out_of_memory"  # a local model ran out of (GPU) memory
 
 
 def error_code_of(value: str | None, default: TaskErrorCode) -> TaskErrorCode:
