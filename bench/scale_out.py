@@ -18,9 +18,11 @@ again for its poll, downloaded through the safe fetcher, stored and completed.
    worker; the latency is read from the database: started_at - created_at of each task.
    created_at is stamped by the create before its transaction; started_at when the provider
    accepted the submit, so claim, task read, routing and the loopback submit are included.
-2. End-to-end tasks/s for 1 and 3 worker processes: the workers are up and idle, the tasks are
-   created over HTTP as fast as a few connections go, and the rate is tasks / (last
-   completed_at - first created_at), read from the database.
+2. End-to-end tasks/s for 1 and 3 worker processes, on a backlog: the tasks are created over
+   HTTP first (no worker running) and held while the workers start, then one transaction makes
+   them all due and notifies the queue; tasks/s = tasks / (last completed_at - that moment),
+   from the database. So the figure is the workers' (and PostgreSQL's), not the API's creates
+   competing with them for the 2 cores; the creates' own rate is reported beside it.
 3. Status polls/s (GET /api/v1/videos/{id}) for 1 and 2 API processes, no worker running:
    bench/loadgen.py, its connections spread over the processes, on a task in flight (a
    database read per poll) and on a completed one (the ended-task cache).
@@ -74,6 +76,7 @@ from support import (  # noqa: E402
     free_port,
     fresh_postgres_database,
 )
+from vidgate.db.backend import queue_channel  # noqa: E402
 
 RESULTS_PATH = BENCH_DIR / "results" / "scale_out.md"
 KEY_ENV = "VIDGATE_BENCH_UPSTREAM_KEY"
@@ -570,48 +573,52 @@ class ThroughputResult:
 
 
 def run_throughput(bench: Stack, *, workers_count: int, tasks: int) -> ThroughputResult:
+    """A backlog released at once to idle workers: the tasks are created over HTTP first and
+    held (run_after an hour ahead) while the workers start, then made due in one transaction
+    that notifies their queue."""
     servers: list[GatewayProcess] = []
     workers: list[Process] = []
     try:
         servers = bench.api(1)
-        workers = bench.workers(workers_count)
-        time.sleep(1.0)
-        before = bench.upstream_stats()
-        assert servers[0].process is not None
-        watch = CpuWatch(
-            {
-                "API": [servers[0].process.pid],
-                "workers": [w.pid for w in workers],
-                "upstream": [bench.upstream.pid],
-            }
-        ).start()
         started = time.monotonic()
         ids = asyncio.run(
             create_tasks([servers[0].base_url], bench.headers, count=tasks, rate=None)
         )
         creates_s = time.monotonic() - started
+        bench.query(
+            "UPDATE video_tasks SET run_after = now() + interval '1 hour'"
+            " WHERE id = ANY(%(ids)s) RETURNING id",
+            {"ids": ids},
+        )
+        workers = bench.workers(workers_count)
+        time.sleep(1.0)  # every worker's first, empty claims behind it
+        before = bench.upstream_stats()
+        watch = CpuWatch(
+            {"workers": [w.pid for w in workers], "upstream": [bench.upstream.pid]}
+        ).start()
+        ((released,),) = bench.query(
+            "WITH due AS (UPDATE video_tasks SET run_after = now() WHERE id = ANY(%(ids)s)"
+            " RETURNING id) SELECT now() FROM pg_notify(%(channel)s, '')",
+            {"ids": ids, "channel": queue_channel("default")},
+        )
         statuses = wait_until_ended(bench, ids, DRAIN_TIMEOUT_S)
         cpu = watch.stop()
         after = bench.upstream_stats()
-        ((window_s,),) = bench.query(
-            "SELECT extract(epoch FROM max(completed_at) - min(created_at)) FROM video_tasks"
-            " WHERE id = ANY(%(ids)s)",
-            {"ids": ids},
-        )
         each = [
             float(seconds)
             for (seconds,) in bench.query(
-                "SELECT extract(epoch FROM completed_at - created_at) FROM video_tasks"
+                "SELECT extract(epoch FROM completed_at - %(released)s) FROM video_tasks"
                 " WHERE id = ANY(%(ids)s) AND completed_at IS NOT NULL",
-                {"ids": ids},
+                {"ids": ids, "released": released},
             )
         ]
+        window_s = max(each)
         return ThroughputResult(
             workers=workers_count,
             tasks=len(ids),
             creates_s=creates_s,
-            window_s=float(window_s),
-            tasks_per_s=statuses.get("completed", 0) / float(window_s),
+            window_s=window_s,
+            tasks_per_s=statuses.get("completed", 0) / window_s,
             task_s_p50=nearest_rank(each, 0.5),
             task_s_p99=nearest_rank(each, 0.99),
             statuses=statuses,
@@ -780,12 +787,13 @@ def render_table(
         "",
         "## End-to-end tasks/s, zero-latency provider",
         "",
-        f"Workers up and idle; one API process; tasks created over HTTP on {CREATE_CONNECTIONS}"
-        " connections as fast as they go; tasks/s = completed / (last completed_at - first"
-        " created_at). Goal: >= 12/s (1M tasks a day).",
+        f"A backlog: the tasks are created over HTTP first ({CREATE_CONNECTIONS} connections,"
+        " one API process, no worker running) and held while the workers start; then one"
+        " transaction makes them all due and notifies the queue. tasks/s = completed / (last"
+        " completed_at - that release). Goal: >= 12/s (1M tasks a day).",
         "",
-        "| Workers | Tasks | Creates took s | First create -> last completed s | Tasks/s | Goal"
-        " | Task create -> completed p50 / p99 s | Ended | Upstream creates / POSTs"
+        "| Workers | Tasks | Creates took s | Release -> last completed s | Tasks/s | Goal"
+        " | Release -> completed p50 / p99 s | Ended | Upstream creates / POSTs"
         " | Worker CPU ms/task | Load | CPU, cores |",
         "|--:|--:|--:|--:|--:|---|--:|---|--:|--:|---|---|",
     ]
