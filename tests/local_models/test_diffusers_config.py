@@ -74,3 +74,25 @@ def test_out_of_memory_is_told_from_other_failures() -> None:
     assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2 GiB"))
     assert is_out_of_memory(RuntimeError("CUDA error: out of memory"))
     assert not is_out_of_memory(RuntimeError("shapes cannot be multiplied"))
+
+
+def test_the_documented_catalogue_and_providers_files_are_usable(tmp_path: Path) -> None:
+    import re
+    import tomllib
+
+    from vidgate.providers.catalogue import Catalogue
+
+    doc = (Path(__file__).parents[2] / "docs" / "local-models.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", doc, re.DOTALL)
+    files = {block.splitlines()[0]: block for block in blocks}
+    catalogue = Catalogue.from_dict(tomllib.loads(files["# models.toml (VIDGATE_CATALOGUE_PATH)"]))
+    wan = catalogue.get("wan2.1-t2v-1.3b")
+    assert wan.shape(wan.normalize_options({})).width == 832
+    assert catalogue.get("ltx-video-i2v").types == ("image-to-video",)
+    for header in ("# providers.toml", "# providers.toml for them: one GPU each"):
+        path = tmp_path / "providers.toml"
+        path.write_text(files[header])
+        for config in read_providers_file(path).values():
+            DiffusersProvider.from_config(config, work_dir=tmp_path)
+    served = {c.provider for model in catalogue.models.values() for c in model.channels}
+    assert served == set(read_providers_file(path))
