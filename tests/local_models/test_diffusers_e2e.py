@@ -44,6 +44,10 @@ def catalogue_text() -> str:
             f"time_limit_seconds = 120\n{OPTIONS.format(price=PRICE)}"
             f'channels = [{{ provider = "{name}" }}]\n'
         )
+    models.append(  # the time limit of a model stops its generation between steps too
+        '[models.tiny-limited]\ndescription = "tiny, 3 s at most"\ntime_limit_seconds = 3\n'
+        f'{OPTIONS.format(price=PRICE)}channels = [{{ provider = "wan-t2v" }}]\n'
+    )
     return "\n".join(models)
 
 
@@ -181,6 +185,21 @@ def test_cancel_mid_run_stops_the_generation_and_refunds(server: GatewayProcess)
     follow = wait_for_task(server, create(server, "wan-t2v"), timeout_s=60)
     assert follow["status"] == "completed", follow
     assert time.monotonic() - started < 30
+    assert "1000 steps" not in server.log()
+
+
+def test_the_time_limit_stops_a_long_generation_and_refunds(server: GatewayProcess) -> None:
+    before = balance(server)
+    task_id = create(server, "limited", num_inference_steps=1000, size="96x64", duration="2")
+    task = wait_for_task(server, task_id, timeout_s=30)
+    assert (task["status"], task["error_code"], task["credits_refunded"]) == (
+        "failed",
+        "timeout",
+        PRICE,
+    )
+    assert "timed out after 3 s" in task["error_message"]
+    assert balance(server) == before
+    assert wait_for_task(server, create(server, "wan-t2v"), timeout_s=30)["status"] == "completed"
     assert "1000 steps" not in server.log()
 
 

@@ -314,6 +314,9 @@ class TaskRunner:
                         await provider.cancel(upstream_id)
                     return
             if utcnow() >= task.deadline_at:
+                # `task` was read before the submit, so _time_out knows no job id to cancel.
+                with contextlib.suppress(Exception):
+                    await provider.cancel(upstream_id)
                 await self._time_out(task)
                 return
             await asyncio.sleep(interval)
