@@ -213,3 +213,34 @@ def test_a_bad_weights_folder_fails_clearly_refunds_and_leaves_the_worker_health
     assert task["credits_refunded"] == PRICE
     assert balance(server) == before
     assert wait_for_task(server, create(server, "ltx-t2v"))["status"] == "completed"
+
+
+def test_a_worker_killed_mid_generation_leaves_the_job_to_the_next_one(
+    tiny_models: dict[str, Path], tmp_path: Path
+) -> None:
+    """Its job lived in the dead process; the next worker generates it again (nobody paid an
+    upstream), once the dead one's lease has expired."""
+    (tmp_path / "models.toml").write_text(catalogue_text())
+    (tmp_path / "providers.toml").write_text(providers_text(tiny_models, tmp_path))
+    env = {
+        "VIDGATE_CATALOGUE_PATH": str(tmp_path / "models.toml"),
+        "VIDGATE_PROVIDERS_PATH": str(tmp_path / "providers.toml"),
+    }
+    first = GatewayProcess(tmp_path / "gateway", env=env).start(timeout_s=60)
+    try:
+        task_id = create(first, "wan-t2v", num_inference_steps=60, seed=5)
+        watch_progress(first, task_id, until=1)
+        first.kill()
+    finally:
+        first.stop()
+    second = GatewayProcess(tmp_path / "gateway", env=env)
+    second.api_key, second.port = first.api_key, first.port
+    second.base_url = first.base_url
+    second.start(timeout_s=60)
+    try:
+        task = wait_for_task(second, task_id, timeout_s=90)
+        assert task["status"] == "completed", task
+        assert task["credits_refunded"] == 0
+        assert "submitting again" in second.log()
+    finally:
+        second.stop()
