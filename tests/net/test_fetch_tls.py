@@ -2,12 +2,10 @@
 _tls_context): a real TLS server on loopback whose certificate no public CA signed is refused,
 on the first fetch and on later ones alike."""
 
-import asyncio
 import ipaddress
 import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -30,6 +28,7 @@ class TlsServer:
         self.sock = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.sock.getsockname()[1]
         self.handshake_errors: list[str] = []
+        self._recorded = threading.Condition()
         self.served = 0
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
@@ -49,7 +48,15 @@ class TlsServer:
                         tls.sendall(head.encode() + PNG)
                         self.served += 1
                 except (ssl.SSLError, OSError) as error:
-                    self.handshake_errors.append(str(getattr(error, "reason", error)))
+                    with self._recorded:
+                        self.handshake_errors.append(str(getattr(error, "reason", error)))
+                        self._recorded.notify_all()
+
+    def wait_for_errors(self, count: int, *, timeout_s: float) -> bool:
+        with self._recorded:
+            return self._recorded.wait_for(
+                lambda: len(self.handshake_errors) >= count, timeout=timeout_s
+            )
 
     def close(self) -> None:
         self.sock.close()
@@ -105,8 +112,6 @@ async def test_a_certificate_no_public_ca_signed_is_refused_every_time(
     # The server works for a client that trusts its CA (above); the fetcher hung up in both
     # handshakes, before sending any request. The server's thread may record the second
     # failure just after the fetcher has given up.
-    deadline = time.monotonic() + 5
-    while len(server.handshake_errors) < 2 and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
+    assert server.wait_for_errors(2, timeout_s=5), server.handshake_errors
     assert len(server.handshake_errors) == 2, server.handshake_errors
     assert server.served == 1
