@@ -775,7 +775,7 @@ def render_table(
     ]
     for d in dispatch:
         p50, p99 = nearest_rank(d.latencies_ms, 0.5), nearest_rank(d.latencies_ms, 0.99)
-        verdict = goal(p50 < 20 and p99 < 100) if d.notify else "-"
+        verdict = f"p50 {goal(p50 < 20)}, p99 {goal(p99 < 100)}" if d.notify else "-"
         wake = "LISTEN/NOTIFY" if d.notify else "poll only (VIDGATE_PG_NOTIFY=false)"
         lines.append(
             f"| {wake} | {poll_interval} | {len(d.latencies_ms)} | {d.rate_asked:g} /"
