@@ -5,6 +5,7 @@ the same from_pretrained path a real model folder takes) and asked for videos ov
 from __future__ import annotations
 
 import io
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -138,6 +139,22 @@ def test_the_same_seed_gives_the_same_frames(server: GatewayProcess, tmp_path: P
     assert len(videos[0]) == 9
     assert all(np.array_equal(a, b) for a, b in zip(videos[0], videos[1], strict=True))
     assert not all(np.array_equal(a, b) for a, b in zip(videos[0], videos[2], strict=True))
+
+
+def metric(text: str, name: str, provider: str) -> float:
+    found = re.search(rf'^{name}{{provider="{provider}"}} (\S+)$', text, re.MULTILINE)
+    assert found, f"{name} for {provider} not in /metrics"
+    return float(found.group(1))
+
+
+def test_metrics_show_load_time_steps_and_videos(server: GatewayProcess) -> None:
+    task = wait_for_task(server, create(server, "ltx-t2v", num_inference_steps=3))
+    assert task["status"] == "completed", task
+    text = httpx.get(f"{server.base_url}/metrics").text
+    assert metric(text, "vidgate_local_model_load_seconds", "ltx-t2v") > 0
+    assert metric(text, "vidgate_local_videos_total", "ltx-t2v") >= 1
+    assert metric(text, "vidgate_local_step_seconds_count", "ltx-t2v") >= 3
+    assert metric(text, "vidgate_local_step_seconds_sum", "ltx-t2v") > 0
 
 
 def watch_progress(server: GatewayProcess, task_id: str, *, until: int = 100) -> list[int]:

@@ -67,6 +67,12 @@ class Generation:
     max_sequence_length: int | None = None
 
 
+@dataclass(frozen=True, kw_only=True)
+class Generated:
+    frames: U8  # (T, H, W, 3)
+    peak_gpu_memory_bytes: int | None  # None on a CPU
+
+
 _loaded: dict[ServedModel, Any] = {}
 _loading = threading.Lock()
 
@@ -88,6 +94,10 @@ def check_folder(model: ServedModel) -> str:
             f"{model.path} holds a {class_name}, not the {expected} of pipeline {model.pipeline}"
         )
     return expected
+
+
+def is_loaded(model: ServedModel) -> bool:
+    return model in _loaded
 
 
 def load(model: ServedModel) -> Any:
@@ -134,9 +144,8 @@ def generate(
     *,
     on_step: Callable[[int, int], None],
     should_stop: Callable[[], bool],
-) -> U8:
-    """Run one generation; its frames as (T, H, W, 3) uint8. Raises ModelUnavailable,
-    OutOfMemory or Stopped."""
+) -> Generated:
+    """Run one generation. Raises ModelUnavailable, OutOfMemory or Stopped."""
     import torch
 
     pipeline = load(model)
@@ -167,6 +176,9 @@ def generate(
         arguments["image"] = request.image
     if request.max_sequence_length is not None:
         arguments["max_sequence_length"] = request.max_sequence_length
+    on_gpu = model.device.startswith("cuda")
+    if on_gpu:
+        torch.cuda.reset_peak_memory_stats(model.device)
     started = time.monotonic()
     try:
         with torch.inference_mode():
@@ -188,4 +200,5 @@ def generate(
         model.pipeline, steps, request.num_frames, request.width, request.height, elapsed,
         elapsed / steps,
     )  # fmt: skip
-    return as_uint8_frames(output.frames[0])
+    peak = torch.cuda.max_memory_allocated(model.device) if on_gpu else None
+    return Generated(frames=as_uint8_frames(output.frames[0]), peak_gpu_memory_bytes=peak)

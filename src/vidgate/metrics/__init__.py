@@ -38,6 +38,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _CLAIM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 _DURATION_BUCKETS = (1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.0, 3600.0)
+# A denoising step: milliseconds for a tiny model on a CPU, seconds for a 14B one at 720p.
+_STEP_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 class _Metrics:
@@ -101,6 +103,34 @@ class _Metrics:
             "vidgate_webhook_deliveries",
             "Webhook delivery tries by outcome (delivered, retry, failed: no more tries)",
             ("outcome",),
+            registry=r,
+        )
+        # Local models (the diffusers provider), by provider name.
+        self.local_load = Gauge(
+            "vidgate_local_model_load_seconds",
+            "Seconds the last load of a local model's pipeline took, by provider",
+            ("provider",),
+            multiprocess_mode="livemax",
+            registry=r,
+        )
+        self.local_step = Histogram(
+            "vidgate_local_step_seconds",
+            "Seconds per denoising step of a local model, by provider",
+            ("provider",),
+            buckets=_STEP_BUCKETS,
+            registry=r,
+        )
+        self.local_videos = Counter(
+            "vidgate_local_videos",
+            "Videos a local model generated, by provider (rate() * 3600: videos per hour)",
+            ("provider",),
+            registry=r,
+        )
+        self.local_peak_memory = Gauge(
+            "vidgate_local_peak_gpu_memory_bytes",
+            "Peak GPU memory allocated during a local model's last generation, by provider",
+            ("provider",),
+            multiprocess_mode="livemax",
             registry=r,
         )
         self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
@@ -200,3 +230,18 @@ def breaker_state(channel: str, *, tripped: bool) -> None:
 def webhook_try(*, delivered: bool, retrying: bool) -> None:
     outcome = "delivered" if delivered else "retry" if retrying else "failed"
     _metrics().webhook_tries.labels(outcome).inc()
+
+
+def local_model_loaded(provider: str, seconds: float) -> None:
+    _metrics().local_load.labels(provider).set(seconds)
+
+
+def local_step(provider: str, seconds: float) -> None:
+    _metrics().local_step.labels(provider).observe(seconds)
+
+
+def local_video(provider: str, *, peak_gpu_memory_bytes: int | None) -> None:
+    metrics = _metrics()
+    metrics.local_videos.labels(provider).inc()
+    if peak_gpu_memory_bytes is not None:
+        metrics.local_peak_memory.labels(provider).set(peak_gpu_memory_bytes)

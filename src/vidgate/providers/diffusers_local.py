@@ -14,12 +14,14 @@ import importlib.util
 import logging
 import math
 import secrets
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageOps
 
+from vidgate import metrics
 from vidgate.local_models import PIPELINE_KINDS
 from vidgate.local_models.pipelines import (
     DTYPES,
@@ -237,16 +239,28 @@ class DiffusersProvider:
             job.done = True
 
     def _generate(self, job: _Job, generation: Generation, output: Path) -> None:
-        from vidgate.local_models.pipelines import generate  # imports torch: in this thread
+        # Imports torch: in this thread, not at startup.
+        from vidgate.local_models.pipelines import generate, is_loaded, load
+
+        if not is_loaded(self.model):
+            started = time.monotonic()
+            load(self.model)
+            metrics.local_model_loaded(self.name, time.monotonic() - started)
+        last_step = time.monotonic()
 
         def on_step(done: int, total: int) -> None:
+            nonlocal last_step
+            now = time.monotonic()
+            metrics.local_step(self.name, now - last_step)  # the first includes the prompt's
+            last_step = now
             job.progress = STEPS_SHARE * done / total
 
-        frames = generate(self.model, generation, on_step=on_step, should_stop=lambda: job.stop)
+        generated = generate(self.model, generation, on_step=on_step, should_stop=lambda: job.stop)
         if job.stop:
             raise Stopped()
         output.parent.mkdir(parents=True, exist_ok=True)
-        encode_mp4(frames, output, fps=generation.fps)
+        encode_mp4(generated.frames, output, fps=generation.fps)
+        metrics.local_video(self.name, peak_gpu_memory_bytes=generated.peak_gpu_memory_bytes)
 
 
 def _integer(options: dict[str, Any], name: str, default: int) -> int:
