@@ -96,3 +96,36 @@ def test_the_documented_catalogue_and_providers_files_are_usable(tmp_path: Path)
             DiffusersProvider.from_config(config, work_dir=tmp_path)
     served = {c.provider for model in catalogue.models.values() for c in model.channels}
     assert served == set(read_providers_file(path))
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "options", "message"),
+    [
+        ("wan-t2v", {"num_inference_steps": 0}, "num_inference_steps: must be between 1 and"),
+        ("wan-t2v", {"seed": "x"}, "seed: must be an integer (got 'x')"),
+        ("ltx-t2v", {"guidance_scale": "loud"}, "guidance_scale: must be a number"),
+        ("ltx-t2v", {"guidance_scale": "inf"}, "guidance_scale: must be between 0 and 30"),
+        ("wan-i2v", {}, "tiny makes videos from an image: send image_urls"),
+    ],
+)
+async def test_options_the_pipeline_cannot_take_fail_the_submit(
+    tmp_path: Path, pipeline: str, options: dict[str, str | int], message: str
+) -> None:
+    from vidgate.providers.base import GenerationRequest, LogicalError
+
+    provider = read(tmp_path, f'pipeline = "{pipeline}"\npath = "/nowhere"\n')
+    request = GenerationRequest(
+        task_id="vid_1",
+        model="tiny",
+        upstream_model=None,
+        type="text-to-video",
+        prompt="a fox",
+        options=options,
+        seconds=1,
+        width=64,
+        height=64,
+    )
+    with pytest.raises(LogicalError) as raised:
+        await provider.submit(request)
+    assert message in raised.value.message
+    await provider.close()

@@ -211,7 +211,9 @@ class DiffusersProvider:
                 request.seconds, fps=self.fps, multiple=self.family.frame_multiple
             ),
             fps=self.fps,
-            num_inference_steps=_integer(options, "num_inference_steps", DEFAULT_STEPS[prefix]),
+            num_inference_steps=_integer(
+                options, "num_inference_steps", DEFAULT_STEPS[prefix], minimum=1
+            ),
             guidance_scale=_guidance(options, DEFAULT_GUIDANCE[prefix]),
             seed=_integer(options, "seed", secrets.randbelow(MAX_SEED + 1)),
             image=image,
@@ -263,7 +265,7 @@ class DiffusersProvider:
         metrics.local_video(self.name, peak_gpu_memory_bytes=generated.peak_gpu_memory_bytes)
 
 
-def _integer(options: dict[str, Any], name: str, default: int) -> int:
+def _integer(options: dict[str, Any], name: str, default: int, *, minimum: int = 0) -> int:
     value = options.get(name)
     if value is None:
         return default
@@ -271,8 +273,8 @@ def _integer(options: dict[str, Any], name: str, default: int) -> int:
         number = int(value)
     except (TypeError, ValueError):
         raise LogicalError(f"{name}: must be an integer (got {value!r})") from None
-    if not 0 <= number <= MAX_SEED:
-        raise LogicalError(f"{name}: must be between 0 and {MAX_SEED} (got {number})")
+    if not minimum <= number <= MAX_SEED:
+        raise LogicalError(f"{name}: must be between {minimum} and {MAX_SEED} (got {number})")
     return number
 
 
