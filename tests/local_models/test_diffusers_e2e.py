@@ -250,7 +250,11 @@ def test_a_worker_killed_mid_generation_leaves_the_job_to_the_next_one(
         first.kill()
     finally:
         first.stop()
-    second = GatewayProcess(tmp_path / "gateway", env=env)
+    # The same database and Redis as the first (the scale pass gave it fresh ones).
+    shared = {
+        k: v for k, v in first.env.items() if k in ("VIDGATE_DATABASE_URL", "VIDGATE_REDIS_URL")
+    }
+    second = GatewayProcess(tmp_path / "gateway", env={**env, **shared})
     second.api_key, second.port = first.api_key, first.port
     second.base_url = first.base_url
     second.start(timeout_s=60)
