@@ -54,4 +54,3 @@ def schema_state(database_url: str) -> SchemaState:
         engine.dispose()
     newer = tuple(sorted(current - known))
     return SchemaState(behind=not newer and current != set(script.get_heads()), newer=newer)
-
