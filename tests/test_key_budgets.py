@@ -281,7 +281,8 @@ def test_a_budget_of_three_over_http_refuses_the_fourth_and_a_refunded_failure_f
         body = {"model": "sample", "prompt": prompt}
         return httpx.post(f"{base}/api/v1/videos/generate", headers=headers, json=body, timeout=10)
 
-    created = [generate(prompt) for prompt in ("a cat", "a dog", "[fail] a bird")]
+    # The failure waits 3 s, so its refund cannot free the budget before the 4th create.
+    created = [generate(prompt) for prompt in ("a cat", "a dog", "[slow:3] [fail] a bird")]
     assert [r.status_code for r in created] == [200, 200, 200], [r.text for r in created]
     refused = generate("a fish")
     assert refused.status_code == 402, refused.text
