@@ -185,6 +185,19 @@ class GatewayProcess:
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
 
+    def query(self, text: str, *params: object) -> list[tuple[Any, ...]]:
+        """Rows of a read-only query on this process's database (SQLite file or PostgreSQL),
+        with `%s` placeholders: what a test checks behind the API's back."""
+        url = self.env.get("VIDGATE_DATABASE_URL")
+        if url is None:
+            import sqlite3
+
+            path = self.data_dir / "vidgate.db"
+            with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+                return conn.execute(text.replace("%s", "?"), params).fetchall()
+        with psycopg.connect(url.replace("+psycopg", ""), autocommit=True) as conn:
+            return conn.execute(text, params).fetchall()  # type: ignore[arg-type]
+
     @property
     def headers(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.api_key}"}

@@ -7,7 +7,6 @@ answer is a 503; a broken moderation file stops serve with one line."""
 from __future__ import annotations
 
 import os
-import sqlite3
 import subprocess
 import sys
 import uuid
@@ -160,9 +159,7 @@ def test_a_blocked_request_leaves_no_idempotency_key_behind(server: GatewayProce
     again = create(server, "a calm dawn", key=key)
     assert again.headers["Idempotent-Replayed"] == "true"
     assert again.json()["data"]["task_id"] == first.json()["data"]["task_id"]
-    database = server.data_dir / "vidgate.db"
-    with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as conn:
-        rows = conn.execute("SELECT task_id FROM idempotency_keys WHERE key = ?", (key,)).fetchall()
+    rows = server.query("SELECT task_id FROM idempotency_keys WHERE key = %s", key)
     assert rows == [(first.json()["data"]["task_id"],)]
 
 
