@@ -4,6 +4,8 @@ the actor `cli`; every API process applies an approval or suspension from its ne
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -14,6 +16,7 @@ from vidgate.accounts import service as accounts
 from vidgate.accounts.service import AccountSummary
 from vidgate.cli.admin import DataDirOption, err, load_settings, out, run_with_db
 from vidgate.db.engine import Database
+from vidgate.db.models import Account
 from vidgate.db.types import iso_ms
 from vidgate.keys.invalidation import Invalidation, Scope, announce
 
@@ -84,23 +87,31 @@ def accounts_list(data_dir: DataDirOption = None) -> None:
     out.print(table)
 
 
-@app.command("approve")
-def accounts_approve(
-    account: AccountArgument, reason: ReasonOption = None, data_dir: DataDirOption = None
+def _change_status(
+    change: Callable[..., Awaitable[Account]],
+    account: int,
+    reason: str | None,
+    data_dir: Path | None,
 ) -> None:
-    """Approve an account (pending or suspended -> active): its keys are let in."""
+    """Apply an audited status change and tell the API processes at once."""
     settings = load_settings(data_dir)
 
     async def work(db: Database) -> str:
         async with db.write() as session:
-            changed = await accounts.approve(
-                session, account_id=account, actor=audit.CLI, reason=reason
-            )
+            changed = await change(session, account_id=account, actor=audit.CLI, reason=reason)
             status = changed.status
         await announce(settings, Invalidation(Scope.ACCOUNT, account))
         return status
 
     out.print(f"account {account}: {run_with_db(settings, work)}")
+
+
+@app.command("approve")
+def accounts_approve(
+    account: AccountArgument, reason: ReasonOption = None, data_dir: DataDirOption = None
+) -> None:
+    """Approve an account (pending or suspended -> active): its keys are let in."""
+    _change_status(accounts.approve, account, reason, data_dir)
 
 
 @app.command("suspend")
@@ -108,15 +119,4 @@ def accounts_suspend(
     account: AccountArgument, reason: ReasonOption = None, data_dir: DataDirOption = None
 ) -> None:
     """Suspend an account: its keys get 403 "account suspended"; balance and tasks stay."""
-    settings = load_settings(data_dir)
-
-    async def work(db: Database) -> str:
-        async with db.write() as session:
-            changed = await accounts.suspend(
-                session, account_id=account, actor=audit.CLI, reason=reason
-            )
-            status = changed.status
-        await announce(settings, Invalidation(Scope.ACCOUNT, account))
-        return status
-
-    out.print(f"account {account}: {run_with_db(settings, work)}")
+    _change_status(accounts.suspend, account, reason, data_dir)
